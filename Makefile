@@ -1,0 +1,38 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.clearsep-installed
+DEMO_DIR ?= demo-output
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup system-deps clean
+
+demo: setup
+	$(BIN)/clearsep-data demo $(DEMO_DIR)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: system-deps $(STAMP)
+
+# Debian's ffmpeg decodes audio for torchcodec (datasets' Audio feature).
+system-deps:
+	@if command -v ffmpeg >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = "0" ]; then \
+		echo "Installing the Debian package 'ffmpeg'..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg; \
+	else \
+		echo "ClearSep needs the Debian package 'ffmpeg'. Install it with:"; \
+		echo "    sudo apt-get install -y --no-install-recommends ffmpeg"; \
+		exit 1; \
+	fi
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints-cpu.txt -e '.[dev]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) *.egg-info

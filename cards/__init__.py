@@ -1,0 +1,1 @@
+"""Model and dataset card templates, shipped as package data."""

@@ -1,0 +1,106 @@
+"""Audio decoding, resampling and encoding shared by the corpus readers, the model and the writer.
+
+Decoding goes through torchcodec (FFmpeg), which reads every container AudioSet mirrors use
+(wav, flac, ogg, mp3, ...), downmixes and resamples in one pass. In-memory arrays are
+resampled with soxr. Tracks are stored as FLAC bytes so that parquet shards are self-contained.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+AudioSource = Union[str, os.PathLike, bytes]
+
+
+class AudioError(ValueError):
+    """An audio file or payload that cannot be used, with the reason."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+def describe(source: AudioSource) -> str:
+    """A short printable name for an audio source (a path, or the size of a byte payload)."""
+    if isinstance(source, bytes):
+        return f"<{len(source)} bytes>"
+    return os.fspath(source)
+
+
+def load_audio(
+    source: AudioSource,
+    sampling_rate: int,
+    start_seconds: float | None = None,
+    end_seconds: float | None = None,
+) -> np.ndarray:
+    """Decode ``source`` to a mono float32 waveform at ``sampling_rate``.
+
+    With ``start_seconds``/``end_seconds`` only that segment is returned; a file shorter than the
+    requested segment raises :class:`AudioError` rather than returning a short clip.
+    """
+    from torchcodec.decoders import AudioDecoder
+
+    name = describe(source)
+    if not isinstance(source, bytes):
+        if not os.path.exists(source):
+            raise AudioError(name, "file not found")
+        if os.path.getsize(source) == 0:
+            raise AudioError(name, "file is empty")
+        source = os.fspath(source)
+    try:
+        decoder = AudioDecoder(source, sample_rate=sampling_rate, num_channels=1)
+        if start_seconds is None and end_seconds is None:
+            samples = decoder.get_all_samples()
+        else:
+            samples = decoder.get_samples_played_in_range(start_seconds or 0.0, end_seconds)
+    except Exception as error:  # torchcodec reports every decoding failure as RuntimeError/ValueError
+        raise AudioError(name, f"cannot decode audio ({str(error).splitlines()[0][-160:]})") from None
+    waveform = samples.data.numpy()[0].astype(np.float32, copy=False)
+    if end_seconds is not None:
+        wanted = int(round((end_seconds - (start_seconds or 0.0)) * sampling_rate))
+        if waveform.shape[0] < wanted - sampling_rate // 100:  # tolerate 10 ms of codec padding
+            have = waveform.shape[0] / sampling_rate
+            raise AudioError(
+                name, f"audio is shorter than its segment ({have:.2f} s decoded, {wanted / sampling_rate:.2f} s expected)"
+            )
+        waveform = fit_length(waveform, wanted)
+    if waveform.size == 0:
+        raise AudioError(name, "no audio samples decoded")
+    return waveform
+
+
+def fit_length(waveform: np.ndarray, length: int) -> np.ndarray:
+    """Trim or zero-pad the last axis of ``waveform`` to ``length`` samples."""
+    if waveform.shape[-1] >= length:
+        return waveform[..., :length]
+    pad = [(0, 0)] * (waveform.ndim - 1) + [(0, length - waveform.shape[-1])]
+    return np.pad(waveform, pad)
+
+
+def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Resample along the last axis with soxr (high quality); a no-op when the rates match."""
+    if orig_rate == target_rate:
+        return waveform
+    flat = waveform.reshape(-1, waveform.shape[-1]).T  # soxr wants (time, channels)
+    out = soxr.resample(np.ascontiguousarray(flat, dtype=np.float32), orig_rate, target_rate, quality="HQ")
+    return out.T.reshape(*waveform.shape[:-1], -1)
+
+
+def encode_flac(waveform: np.ndarray, sampling_rate: int) -> bytes:
+    """Encode a mono float waveform as 16-bit FLAC bytes (clipped to [-1, 1])."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(waveform, -1.0, 1.0), sampling_rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def decode_flac(payload: bytes) -> tuple[np.ndarray, int]:
+    """Decode FLAC (or any libsndfile format) bytes to a mono float32 waveform and its rate."""
+    waveform, rate = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
+    return waveform.mean(axis=1), rate

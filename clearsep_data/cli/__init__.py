@@ -1,0 +1,11 @@
+"""The ``clearsep-data`` command line. Each command lives in a module of its own."""
+
+import typer
+
+app = typer.Typer(
+    name="clearsep-data",
+    help="ClearSep: turn natural multi-source audio into datasets of clean single-source tracks.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)

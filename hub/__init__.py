@@ -1,0 +1,1 @@
+"""Staging and pushing ClearSep datasets and models to the Hugging Face Hub."""
