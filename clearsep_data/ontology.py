@@ -66,7 +66,7 @@ class Ontology:
         try:
             with open(path, encoding="utf-8") as handle:
                 entries = json.load(handle)
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise OntologyError(f"{os.fspath(path)}: cannot read ontology ({error})") from None
         return cls.from_entries(entries, source=os.fspath(path))
 
@@ -77,8 +77,12 @@ class Ontology:
             raise OntologyError(f"{source}: expected a JSON list of classes")
         nodes = []
         for position, entry in enumerate(entries):
-            if not isinstance(entry, dict) or "id" not in entry or "name" not in entry:
-                raise OntologyError(f"{source}: entry {position} lacks 'id' or 'name'")
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not isinstance(entry.get("name"), str):
+                raise OntologyError(f"{source}: entry {position} lacks a string 'id' or 'name'")
+            for key in ("child_ids", "restrictions"):
+                value = entry.get(key, [])
+                if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                    raise OntologyError(f"{source}: entry {position} ({entry['id']}): '{key}' must be a list of strings")
             nodes.append(
                 OntologyNode(
                     id=entry["id"],
@@ -88,7 +92,10 @@ class Ontology:
                     description=entry.get("description", ""),
                 )
             )
-        return cls(nodes)
+        try:
+            return cls(nodes)
+        except OntologyError as error:
+            raise OntologyError(f"{source}: {error}") from None
 
     def to_entries(self) -> list[dict]:
         """The ontology as ``ontology.json`` entries."""
@@ -169,27 +176,28 @@ class Ontology:
     def select_queries(self, labels: Sequence[str], vocabulary: Iterable[str] | None = None) -> QuerySelection:
         """Choose the mutually exclusive queries for a clip labelled ``labels``.
 
-        Labels outside ``vocabulary`` (the model's query MIDs) are lifted to their nearest ancestor
-        inside it, or reported in ``out_of_vocabulary``; labels not in the ontology are reported in
-        ``unknown``. Nothing is dropped without being named in the result.
+        The labels are first reduced to the most specific ones; those outside ``vocabulary`` (the
+        model's query MIDs) are then lifted to their nearest ancestor inside it, or reported in
+        ``out_of_vocabulary``; labels not in the ontology are reported in ``unknown``. Nothing is
+        dropped without being named in the result.
         """
         unknown = tuple(label for label in dict.fromkeys(labels) if label not in self.nodes)
-        known = [label for label in labels if label in self.nodes]
+        kept, redundant = self.exclusive(label for label in labels if label in self.nodes)
         lifted: dict[str, str] = {}
         out_of_vocabulary: list[str] = []
         if vocabulary is not None:
             vocabulary = set(vocabulary)
             mapped = []
-            for label in known:
+            for label in kept:
                 if label in vocabulary:
                     mapped.append(label)
                 elif (ancestor := self.nearest_in(label, vocabulary)) is not None:
                     lifted[label] = ancestor
                     mapped.append(ancestor)
-                elif label not in out_of_vocabulary:
+                else:
                     out_of_vocabulary.append(label)
-            known = mapped
-        kept, redundant = self.exclusive(known)
+            kept, merged = self.exclusive(mapped)  # a lifted label may land on or above another one
+            redundant += merged
         return QuerySelection(
             queries=tuple(kept),
             redundant=tuple(redundant),

@@ -1,0 +1,5 @@
+"""``python -m clearsep_data`` runs the command line (handy under ``torchrun -m``)."""
+
+from clearsep_data.cli import app
+
+app(prog_name="clearsep-data")

@@ -1,0 +1,89 @@
+"""Thresholds that decide which separated tracks join the single-source pool."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+
+class ThresholdsError(ValueError):
+    """A thresholds file or option that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Acceptance thresholds for separated tracks (all in dB).
+
+    The defaults follow the authors' released engine output (about 10 dB of Re-SDR) and add the
+    per-track checks that catch a "one track takes everything" separation.
+    """
+
+    min_re_sdr: float = 10.0
+    """Clip-level: the remix must reconstruct the clip to at least this SDR."""
+    min_re_sisdr: float = 10.0
+    """Clip-level: the same, scale-invariant."""
+    min_energy_ratio: float = -30.0
+    """A track quieter than this relative to its clip is treated as (near) silence. Its clip's other
+    tracks are rejected too: the clip is labelled with the event, so another track absorbed it."""
+    min_consistency_sisdr: float = 5.0
+    """Re-separating a track with its own query must return it to at least this SI-SDR."""
+    max_leakage_db: float = -10.0
+    """Re-separating a track with another query of the clip must give at most this much energy back."""
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Thresholds:
+        """Read thresholds from a ``.json`` or ``.toml`` file (keys are the field names; all optional)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (OSError, ValueError) as error:
+            raise ThresholdsError(f"{path}: cannot read thresholds ({error})") from None
+        return cls().updated(values, source=str(path))
+
+    def updated(self, values: dict, source: str = "thresholds") -> Thresholds:
+        """A copy with ``values`` (field name -> number; ``None`` entries ignored) applied."""
+        known = {field.name for field in fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ThresholdsError(f"{source}: unknown threshold(s) {unknown}; known: {sorted(known)}")
+        clean = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+                raise ThresholdsError(f"{source}: {name} must be a number, got {value!r}")
+            clean[name] = float(value)
+        return replace(self, **clean)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def reject_reason(
+        self,
+        re_sdr: float,
+        re_sisdr: float,
+        energy_ratio: float,
+        consistency_sisdr: float,
+        leakage_db: float | None,
+        quietest_in_clip: float | None = None,
+    ) -> str:
+        """Why a track fails the thresholds (``""`` when it passes)."""
+        failures = []
+        if not re_sdr >= self.min_re_sdr:
+            failures.append(f"re_sdr {re_sdr:.1f} < {self.min_re_sdr:g}")
+        if not re_sisdr >= self.min_re_sisdr:
+            failures.append(f"re_sisdr {re_sisdr:.1f} < {self.min_re_sisdr:g}")
+        if not energy_ratio >= self.min_energy_ratio:
+            failures.append(f"energy_ratio {energy_ratio:.1f} < {self.min_energy_ratio:g}")
+        if quietest_in_clip is not None and energy_ratio >= self.min_energy_ratio > quietest_in_clip:
+            failures.append(f"another track of the clip is near-silent ({quietest_in_clip:.1f} dB): it may hold that event")
+        if not consistency_sisdr >= self.min_consistency_sisdr:
+            failures.append(f"consistency_sisdr {consistency_sisdr:.1f} < {self.min_consistency_sisdr:g}")
+        if leakage_db is not None and not leakage_db <= self.max_leakage_db:
+            failures.append(f"leakage_db {leakage_db:.1f} > {self.max_leakage_db:g}")
+        return "; ".join(failures)
