@@ -9,3 +9,4 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
 )
+from clearsep_data.cli import demo_corpus as _demo_corpus; app.command("demo-corpus")(_demo_corpus.demo_corpus)
