@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+from contextlib import contextmanager
 from typing import Union
 
 import numpy as np
@@ -16,6 +18,9 @@ import soundfile as sf
 import soxr
 
 AudioSource = Union[str, os.PathLike, bytes]
+
+# Decoded past a segment's end, as some containers time-stamp the first sample late (Vorbis pre-roll).
+_RANGE_MARGIN_SECONDS = 0.25
 
 
 class AudioError(ValueError):
@@ -42,27 +47,23 @@ def load_audio(
 ) -> np.ndarray:
     """Decode ``source`` to a mono float32 waveform at ``sampling_rate``.
 
-    With ``start_seconds``/``end_seconds`` only that segment is returned; a file shorter than the
+    With ``start_seconds``/``end_seconds`` only that segment is returned, exactly
+    ``end - start`` seconds long. Times count from the first decoded sample, so codec start-up
+    offsets (MP3 encoder delay, Vorbis pre-roll) do not shift or shorten it. A file shorter than the
     requested segment raises :class:`AudioError` rather than returning a short clip.
     """
-    from torchcodec.decoders import AudioDecoder
-
     name = describe(source)
-    if not isinstance(source, bytes):
-        if not os.path.exists(source):
-            raise AudioError(name, "file not found")
-        if os.path.getsize(source) == 0:
-            raise AudioError(name, "file is empty")
-        source = os.fspath(source)
-    try:
-        decoder = AudioDecoder(source, sample_rate=sampling_rate, num_channels=1)
+    with _decoding(name):
+        decoder = _open_decoder(source, sample_rate=sampling_rate, num_channels=1)
         if start_seconds is None and end_seconds is None:
             samples = decoder.get_all_samples()
         else:
-            samples = decoder.get_samples_played_in_range(start_seconds or 0.0, end_seconds)
-    except Exception as error:  # torchcodec reports every decoding failure as RuntimeError/ValueError
-        raise AudioError(name, f"cannot decode audio ({str(error).splitlines()[0][-160:]})") from None
+            origin = decoder.metadata.begin_stream_seconds or 0.0
+            stop = None if end_seconds is None else origin + end_seconds + _RANGE_MARGIN_SECONDS
+            samples = decoder.get_samples_played_in_range(origin, stop)
     waveform = samples.data.numpy()[0].astype(np.float32, copy=False)
+    if start_seconds:
+        waveform = waveform[int(round(start_seconds * sampling_rate)) :]
     if end_seconds is not None:
         wanted = int(round((end_seconds - (start_seconds or 0.0)) * sampling_rate))
         if waveform.shape[0] < wanted - sampling_rate // 100:  # tolerate 10 ms of codec padding
@@ -74,6 +75,50 @@ def load_audio(
     if waveform.size == 0:
         raise AudioError(name, "no audio samples decoded")
     return waveform
+
+
+def audio_duration(source: AudioSource) -> float:
+    """Duration in seconds of ``source``: from the header where libsndfile reads the format
+    (exact, and no decoding), else from the samples FFmpeg decodes."""
+    try:
+        info = sf.info(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source))
+        if info.frames > 0:
+            return info.frames / info.samplerate
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        pass
+    with _decoding(describe(source)):
+        samples = _open_decoder(source).get_all_samples()
+    if samples.data.shape[-1] == 0:
+        raise AudioError(describe(source), "no audio samples decoded")
+    return samples.data.shape[-1] / samples.sample_rate
+
+
+def _open_decoder(source: AudioSource, **options):
+    """A torchcodec ``AudioDecoder`` for ``source``; missing and empty files are reported as such."""
+    from torchcodec.decoders import AudioDecoder
+
+    if not isinstance(source, bytes):
+        if not os.path.exists(source):
+            raise AudioError(describe(source), "file not found")
+        if os.path.getsize(source) == 0:
+            raise AudioError(describe(source), "file is empty")
+        source = os.fspath(source)
+    elif not source:
+        raise AudioError(describe(source), "audio payload is empty")
+    return AudioDecoder(source, **options)
+
+
+@contextmanager
+def _decoding(name: str):
+    """Turn torchcodec's decoding failures (RuntimeError/ValueError) into :class:`AudioError`."""
+    try:
+        yield
+    except AudioError:
+        raise
+    except Exception as error:
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        detail = re.sub(r"^.*?\.cpp:\d+,\s*", "", lines[0])  # drop torchcodec's C++ source location
+        raise AudioError(name, f"cannot decode audio ({detail.strip()[:160]})") from None
 
 
 def fit_length(waveform: np.ndarray, length: int) -> np.ndarray:
