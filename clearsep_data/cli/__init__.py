@@ -10,3 +10,4 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 from clearsep_data.cli import demo_corpus as _demo_corpus; app.command("demo-corpus")(_demo_corpus.demo_corpus)
+from clearsep_data.cli import evaluate as _evaluate; app.command("evaluate")(_evaluate.evaluate)

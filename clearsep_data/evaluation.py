@@ -1,0 +1,446 @@
+"""Evaluate a separation model against ground-truth references.
+
+A *benchmark* is any AudioSet-style folder that :class:`clearsep_data.corpus.AudioSetFolder` reads
+(a segments CSV per split: ``{split}_segments.csv``, ``balanced_train_segments.csv`` for
+``split="train"``; ``class_labels_indices.csv``; ``ontology.json``; ``audio/{YTID}.*``), plus the
+ground truth of its clips in ``references/manifest.csv``::
+
+    ytid,label,path
+    --aE2O5G5WE,/m/05tny_,references/--aE2O5G5WE/m_05tny_.flac
+    --aE2O5G5WE,/m/09x0r,references/--aE2O5G5WE/m_09x0r.flac
+    --aE2O5G5WE,background,references/--aE2O5G5WE/background.flac
+
+One row per source of a clip: ``label`` is the source's most specific MID (or ``background`` for
+sound that belongs to no labelled event); ``path`` is relative to the benchmark folder (or
+absolute) and points to audio of the clip's segment length, at any rate. The demo corpus
+(``clearsep-data demo-corpus``) is written in this layout.
+
+Each clip's labels are reduced to the model's queries with :meth:`Ontology.select_queries`. A
+query's target is the sum of the references whose label is the query or lies below it (a label
+outside the model's vocabulary is lifted to its nearest ancestor inside it, as for the queries);
+references matching no query (background, events the model cannot query) are interference. Every
+(clip, query) pair with a target is one *item*, scored with SDR and SI-SDR, and their improvements
+(SDRi, SI-SDRi) over the unprocessed mixture. Two reference rows frame the model's numbers: the
+mixture itself (SDRi = 0 by construction) and an oracle ideal ratio mask (the ceiling of a
+magnitude-masking separator on the model's STFT).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from clearsep_data.audio import AudioError, fit_length, load_audio
+from clearsep_data.corpus import AudioSetFolder, Clip, Corpus, Skip
+from clearsep_data.metrics import sdr, si_sdr
+
+if TYPE_CHECKING:
+    from clearsep_data.modeling import ClearSepModel
+
+REFERENCE_MANIFEST = "references/manifest.csv"
+MANIFEST_FIELDS = ("ytid", "label", "path")
+BACKGROUND = "background"
+METRICS = ("sdr", "si_sdr", "sdri", "si_sdri")
+LENGTH_TOLERANCE_SECONDS = 0.01
+SILENCE_PEAK = 1 / 32768
+"""A reference whose peak is below one 16-bit step is silent: no metric is defined against it."""
+
+
+class BenchmarkError(ValueError):
+    """A benchmark folder that cannot be evaluated (missing or malformed reference manifest)."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One ground-truth source of a clip."""
+
+    label: str
+    path: Path
+
+
+def read_reference_manifest(benchmark_dir: str | os.PathLike) -> dict[str, list[Reference]]:
+    """The references of every clip of a benchmark, by clip id (``references/manifest.csv``)."""
+    root = Path(benchmark_dir)
+    manifest = root / REFERENCE_MANIFEST
+    if not manifest.is_file():
+        raise BenchmarkError(
+            f"{manifest}: not found; a benchmark needs ground truth in {REFERENCE_MANIFEST} "
+            f"(header {','.join(MANIFEST_FIELDS)}; see `clearsep_data.evaluation`)"
+        )
+    references: dict[str, list[Reference]] = {}
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in MANIFEST_FIELDS if name not in (reader.fieldnames or ())]
+        if missing:
+            raise BenchmarkError(f"{manifest}: header lacks {', '.join(missing)} (expected {','.join(MANIFEST_FIELDS)})")
+        for line, row in enumerate(reader, start=2):
+            values = {name: (row[name] or "").strip() for name in MANIFEST_FIELDS}
+            empty = [name for name, value in values.items() if not value]
+            if empty:
+                raise BenchmarkError(f"{manifest}:{line}: empty {', '.join(empty)}")
+            references.setdefault(values["ytid"], []).append(Reference(values["label"], root / values["path"]))
+    return references
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One split of a benchmark folder: its clips and their references."""
+
+    corpus: AudioSetFolder
+    split: str
+    references: dict[str, list[Reference]]
+
+    @classmethod
+    def open(cls, benchmark_dir: str | os.PathLike, split: str = "eval") -> Benchmark:
+        """Read ``{split}_segments.csv`` and ``references/manifest.csv``; errors name the file at fault."""
+        references = read_reference_manifest(benchmark_dir)
+        return cls(AudioSetFolder(benchmark_dir, split=split), split, references)
+
+
+@dataclass(frozen=True)
+class ItemScore:
+    """The scores of one query of one clip, in dB."""
+
+    clip_id: str
+    query: str
+    """The query's MID."""
+    name: str
+    """The query's display name."""
+    sdr: float
+    si_sdr: float
+    mixture_sdr: float
+    mixture_si_sdr: float
+    oracle_sdr: float | None = None
+    oracle_si_sdr: float | None = None
+
+    @property
+    def sdri(self) -> float:
+        return self.sdr - self.mixture_sdr
+
+    @property
+    def si_sdri(self) -> float:
+        return self.si_sdr - self.mixture_si_sdr
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "sdri": self.sdri, "si_sdri": self.si_sdri}
+
+
+def _row(sdr_values: Sequence[float], si_sdr_values: Sequence[float], items: Sequence[ItemScore]) -> dict[str, float]:
+    """Mean SDR, SI-SDR and their improvements over the mixture for the given per-item values."""
+    sdr_mean = float(np.mean(sdr_values))
+    si_sdr_mean = float(np.mean(si_sdr_values))
+    return {
+        "sdr": sdr_mean,
+        "si_sdr": si_sdr_mean,
+        "sdri": sdr_mean - float(np.mean([item.mixture_sdr for item in items])),
+        "si_sdri": si_sdr_mean - float(np.mean([item.mixture_si_sdr for item in items])),
+    }
+
+
+@dataclass
+class EvaluationResult:
+    """Per-item scores of one evaluation run, the clips it skipped, and their summaries."""
+
+    model: str
+    dataset: str
+    split: str
+    sampling_rate: int
+    n_fft: int
+    hop_length: int
+    items: list[ItemScore] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def num_clips(self) -> int:
+        """Clips with at least one scored query."""
+        return len({item.clip_id for item in self.items})
+
+    @property
+    def metrics(self) -> dict[str, float] | None:
+        """Mean SDR, SI-SDR, SDRi and SI-SDRi of the model over all items (``None`` if no item)."""
+        if not self.items:
+            return None
+        return _row([i.sdr for i in self.items], [i.si_sdr for i in self.items], self.items)
+
+    @property
+    def mixture(self) -> dict[str, float] | None:
+        """The unprocessed mixture as the estimate: SDRi and SI-SDRi are 0 by construction."""
+        if not self.items:
+            return None
+        return _row([i.mixture_sdr for i in self.items], [i.mixture_si_sdr for i in self.items], self.items)
+
+    @property
+    def oracle(self) -> dict[str, float] | None:
+        """The ideal ratio mask on the model's STFT (``None`` when not computed)."""
+        if not self.items or self.items[0].oracle_sdr is None:
+            return None
+        return _row([i.oracle_sdr for i in self.items], [i.oracle_si_sdr for i in self.items], self.items)
+
+    @property
+    def per_class(self) -> dict[str, dict]:
+        """``{display name: {"mid", "count", "sdr", "si_sdr", "sdri", "si_sdri"}}``, by decreasing count."""
+        groups: dict[str, list[ItemScore]] = {}
+        for item in self.items:
+            groups.setdefault(item.name, []).append(item)
+        ordered = sorted(groups.items(), key=lambda pair: (-len(pair[1]), pair[0]))
+        return {
+            name: {
+                "mid": items[0].query,
+                "count": len(items),
+                **_row([i.sdr for i in items], [i.si_sdr for i in items], items),
+            }
+            for name, items in ordered
+        }
+
+    def to_json(self, include_items: bool = False) -> dict:
+        """The summary read by the model card (``eval.json``); per-item scores on request."""
+        oracle = self.oracle
+        summary = {
+            "model": self.model,
+            "dataset": self.dataset,
+            "split": self.split,
+            "sampling_rate": self.sampling_rate,
+            "num_clips": self.num_clips,
+            "num_items": self.num_items,
+            "metrics": self.metrics,
+            "per_class": self.per_class,
+            "oracle": None
+            if oracle is None
+            else {"method": "ideal ratio mask", "n_fft": self.n_fft, "hop_length": self.hop_length, **oracle},
+            "mixture": self.mixture,
+            "num_skipped": len(self.skipped),
+            "skipped": [skip.to_json() for skip in self.skipped],
+        }
+        if include_items:
+            summary["items"] = [item.to_json() for item in self.items]
+        return summary
+
+    def save(self, path: str | os.PathLike, include_items: bool = False) -> Path:
+        """Write :meth:`to_json` to ``path`` (parent folders created)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(include_items), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+
+@dataclass
+class _Prepared:
+    """A clip ready to separate: its mixture, queries and the target of each query."""
+
+    clip: Clip
+    mixture: np.ndarray
+    queries: list[str]
+    targets: np.ndarray  # (Q, T)
+
+
+def _assign_references(
+    corpus: Corpus, references: list[Reference], queries: Sequence[str], vocabulary: set[str]
+) -> dict[str, list[Reference]]:
+    """Group a clip's references under the query each one answers (others are interference)."""
+    ontology = corpus.ontology
+    query_set = set(queries)
+    assigned: dict[str, list[Reference]] = {query: [] for query in queries}
+    for reference in references:
+        label = reference.label
+        if label == BACKGROUND or label not in ontology:
+            continue
+        if label not in query_set:
+            if label not in vocabulary:
+                label = ontology.nearest_in(label, vocabulary) or label
+            if label not in query_set:
+                label = ontology.nearest_in(label, query_set)
+        if label is not None:
+            assigned[label].append(reference)
+    return assigned
+
+
+def _prepare(
+    corpus: Corpus,
+    clip: Clip,
+    references: dict[str, list[Reference]],
+    vocabulary: set[str],
+    sampling_rate: int,
+) -> tuple[_Prepared | None, list[Skip]]:
+    """Load a clip and the targets of its queries; queries (or the clip) that cannot be scored are skipped."""
+
+    def skip(reason: str) -> Skip:
+        return Skip(clip.index, clip.clip_id, clip.where, reason)
+
+    if clip.clip_id not in references:
+        return None, [skip(f"no references in {REFERENCE_MANIFEST}")]
+    selection = corpus.ontology.select_queries(clip.labels, vocabulary)
+    if not selection.queries:
+        return None, [skip(f"no label in the model's vocabulary (labels: {', '.join(clip.labels)})")]
+    try:
+        mixture = corpus.load(clip, sampling_rate)
+    except AudioError as error:
+        return None, [skip(f"mixture: {error}")]
+    assigned = _assign_references(corpus, references[clip.clip_id], selection.queries, vocabulary)
+    skips: list[Skip] = []
+    queries: list[str] = []
+    targets: list[np.ndarray] = []
+    tolerance = int(LENGTH_TOLERANCE_SECONDS * sampling_rate)
+    for query in selection.queries:
+        name = corpus.ontology.name(query)
+        if not assigned[query]:
+            skips.append(skip(f"query {name} ({query}): no reference labelled with it or a class below it"))
+            continue
+        target = np.zeros_like(mixture)
+        for reference in assigned[query]:
+            try:
+                waveform = load_audio(reference.path, sampling_rate)
+            except AudioError as error:
+                return None, [skip(f"reference {reference.label}: {error}")]
+            if abs(waveform.shape[-1] - mixture.shape[-1]) > tolerance:
+                return None, [
+                    skip(
+                        f"reference {reference.path}: {waveform.shape[-1] / sampling_rate:.2f} s long, "
+                        f"the mixture {mixture.shape[-1] / sampling_rate:.2f} s"
+                    )
+                ]
+            target += fit_length(waveform, mixture.shape[-1])
+        if np.abs(target).max() < SILENCE_PEAK:
+            skips.append(skip(f"query {name} ({query}): its reference is silent"))
+            continue
+        queries.append(query)
+        targets.append(target)
+    if not queries:
+        return None, skips
+    return _Prepared(clip, mixture, queries, np.stack(targets)), skips
+
+
+def _ideal_ratio_mask(model: ClearSepModel, mixture: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Oracle estimates ``istft(min(|S_q| / |X|, 1) * X)`` on the model's own STFT (``model.spectrogram``)."""
+    spectrogram = model.spectrogram
+    mixture_spec = spectrogram.stft(torch.from_numpy(mixture[None]).to(model.device))
+    target_spec = spectrogram.stft(torch.from_numpy(targets).to(model.device))
+    mask = (target_spec.abs() / mixture_spec.abs().clamp_min(1e-12)).clamp(max=1.0)
+    return spectrogram.istft(mask * mixture_spec, mixture.shape[-1]).cpu().numpy()
+
+
+def _score(
+    model: ClearSepModel, prepared: _Prepared, estimates: np.ndarray, names: dict[str, str], oracle: bool
+) -> list[ItemScore]:
+    """One :class:`ItemScore` per query of a separated clip (metrics in float64)."""
+    targets = torch.from_numpy(prepared.targets).double()
+    mixture = torch.from_numpy(prepared.mixture).double().expand_as(targets)
+    estimates = torch.from_numpy(np.asarray(estimates)).double()
+    columns = {
+        "sdr": sdr(targets, estimates),
+        "si_sdr": si_sdr(targets, estimates),
+        "mixture_sdr": sdr(targets, mixture),
+        "mixture_si_sdr": si_sdr(targets, mixture),
+    }
+    if oracle:
+        masked = torch.from_numpy(_ideal_ratio_mask(model, prepared.mixture, prepared.targets)).double()
+        columns["oracle_sdr"] = sdr(targets, masked)
+        columns["oracle_si_sdr"] = si_sdr(targets, masked)
+    return [
+        ItemScore(
+            clip_id=prepared.clip.clip_id,
+            query=query,
+            name=names[query],
+            **{key: float(values[position]) for key, values in columns.items()},
+        )
+        for position, query in enumerate(prepared.queries)
+    ]
+
+
+def _groups(entries: Sequence[Clip | Skip], size: int) -> Iterator[Sequence[Clip | Skip]]:
+    for start in range(0, len(entries), size):
+        yield entries[start : start + size]
+
+
+def evaluate(
+    model: ClearSepModel,
+    benchmark: str | os.PathLike | Benchmark,
+    *,
+    split: str = "eval",
+    batch_size: int = 16,
+    max_clips: int | None = None,
+    oracle: bool = True,
+    use_bf16: bool = False,
+    num_workers: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
+    """Separate every query of every clip of a benchmark split and score it against its reference.
+
+    ``benchmark`` is an AudioSet-style folder with ``{split}_segments.csv`` and
+    ``references/manifest.csv`` (see the module docstring), or a :class:`Benchmark` already opened
+    (then ``split`` is its own). The model runs on its own device.
+
+    ``batch_size`` clips are loaded at a time (by ``num_workers`` threads, the next group while
+    the model separates the current one) and separated in one batched :meth:`ClearSepModel.separate`
+    call. ``progress(done, total)`` is called after each group. Clips that cannot be scored are
+    listed in :attr:`EvaluationResult.skipped` with the reason, never raised.
+    """
+    if not isinstance(benchmark, Benchmark):
+        benchmark = Benchmark.open(benchmark, split)
+    corpus, references = benchmark.corpus, benchmark.references
+    entries = list(corpus)
+    if max_clips is not None:
+        entries = entries[:max_clips]
+    config = model.config
+    vocabulary = set(config.label_mids)
+    names = {mid: config.id2label[index] for index, mid in enumerate(config.label_mids)}
+    result = EvaluationResult(
+        model=str(getattr(model, "name_or_path", "") or type(model).__name__),
+        dataset=corpus.name,
+        split=benchmark.split,
+        sampling_rate=config.sampling_rate,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+    )
+
+    def prepare(entry: Clip | Skip) -> tuple[_Prepared | None, list[Skip]]:
+        if isinstance(entry, Skip):
+            return None, [entry]
+        return _prepare(corpus, entry, references, vocabulary, config.sampling_rate)
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+        groups = _groups(entries, max(1, batch_size))
+        pending: list[Future] = [pool.submit(prepare, entry) for entry in next(groups, [])]
+        while pending:
+            current, pending = pending, [pool.submit(prepare, entry) for entry in next(groups, [])]
+            ready: list[_Prepared] = []
+            for future in current:
+                prepared, skips = future.result()
+                result.skipped.extend(skips)
+                if prepared is not None:
+                    ready.append(prepared)
+            if ready:
+                try:
+                    estimates = model.separate(
+                        [item.mixture for item in ready],
+                        [item.queries for item in ready],
+                        sampling_rate=config.sampling_rate,
+                        batch_size=batch_size,
+                        use_bf16=use_bf16,
+                    )
+                except ValueError as error:  # the model refused an input: skip its group, keep going
+                    result.skipped.extend(
+                        Skip(item.clip.index, item.clip.clip_id, item.clip.where, f"separation failed: {error}")
+                        for item in ready
+                    )
+                    estimates = []
+                for prepared, estimate in zip(ready, estimates):
+                    result.items.extend(_score(model, prepared, estimate, names, oracle))
+            done += len(current)
+            if progress is not None:
+                progress(done, len(entries))
+    return result
+
