@@ -458,3 +458,50 @@ def test_hf_audiofolder_with_path_audio_and_external_ontology(tmp_path, hf_cache
     assert [c.labels for c in clips] == [(DOG, BARK), ("/m/020bb7", SPEECH)]
     assert clips[0].audio == str(folder / "train" / "a.wav")
     assert correlation(corpus.load(clips[0], SR), expected_mono(signal, 44100)) > 0.999
+
+
+def test_hf_hub_dataset_with_label_files_in_the_repo(hub, tmp_path):
+    from datasets import Audio, Dataset, Features, Value
+
+    staged = tmp_path / "staged"
+    (staged / "data").mkdir(parents=True)
+    Dataset.from_dict(
+        {
+            "audio": [{"bytes": flac_bytes(1.0), "path": None}, {"bytes": flac_bytes(1.0), "path": None}],
+            "labels": [["Chirp, tweet"], ["/m/zzz"]],
+            "video_id": ["hubclip0001", "hubclip0002"],
+        },
+        features=Features({"audio": Audio(), "labels": [Value("string")], "video_id": Value("string")}),
+    ).to_parquet(str(staged / "data" / "train-00000-of-00001.parquet"))
+    write_label_files(staged)
+    (staged / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n---\n",
+        encoding="utf-8",
+    )
+    hub.publish(staged, "dataset", "clearsep/audioset-mini")
+    for streaming in (False, True):
+        corpus = open_corpus("clearsep/audioset-mini", streaming=streaming)
+        assert corpus.name == "clearsep/audioset-mini" and corpus.vocabulary == VOCABULARY
+        clip, skip = list(corpus)
+        assert (clip.clip_id, clip.labels, clip.where) == ("hubclip0001", (CHIRP,), "hf:clearsep/audioset-mini[train][0]")
+        assert corpus.load(clip, SR).shape == (SR,)
+        assert (skip.clip_id, skip.reason) == ("hubclip0002", "label(s) not in the ontology: /m/zzz")
+
+    (staged / "ontology.json").unlink()
+    hub.publish(staged, "dataset", "clearsep/no-ontology")
+    with pytest.raises(CorpusError, match="no ontology.json in the Hub dataset clearsep/no-ontology .*pass ontology=PATH"):
+        open_corpus("clearsep/no-ontology")
+
+
+def test_reads_the_demo_corpus(tmp_path):
+    from clearsep_data.demo_corpus import generate_demo_corpus
+
+    out = tmp_path / "demo"
+    generate_demo_corpus(out, clips=4, eval_clips=2, seconds=1.0)
+    for split, count in (("train", 4), ("eval", 2)):
+        corpus = open_corpus(str(out), split=split)
+        clips, skips = split_items(corpus)
+        assert skips == [] and len(clips) == count
+        for clip in clips:
+            assert corpus.load(clip, SR).shape == (SR,)
+            assert set(clip.labels) <= set(corpus.vocabulary) | set(corpus.ontology.nodes)
