@@ -1,0 +1,49 @@
+"""``clearsep-data stats``: what a track dataset holds, per class, and how clean it is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def stats(
+    dataset: Annotated[str, typer.Argument(help="Track dataset folder, or Hub dataset id (org/name[@revision]).")],
+    plots: Annotated[Optional[Path], typer.Option(help="Folder to write PNG plots to.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="File to write the statistics to, as JSON.")] = None,
+) -> None:
+    """Tracks per class (accepted / rejected), origins, quality distributions and reject reasons."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from clearsep_data.stats import StatsError, compute_stats, summary_tables, write_plots
+
+    console = Console()
+    try:
+        result = compute_stats(dataset)
+    except StatsError as error:
+        Console(stderr=True).print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    rate = f", {result.sampling_rate} Hz" if result.sampling_rate else ""
+    console.print(
+        f"[bold]{dataset}[/bold]: {result.num_accepted} accepted, {result.num_rejected} rejected tracks{rate}", soft_wrap=True
+    )
+    for summary in summary_tables(result):
+        if not summary.rows:
+            continue
+        table = Table(title=summary.title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for column, numeric in zip(summary.columns, summary.numeric()):
+            table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
+        for row in summary.rows:
+            table.add_row(*row)
+        console.print(table)
+    if plots is not None:
+        for path in write_plots(result, plots):
+            console.print(f"wrote {path}", soft_wrap=True)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        console.print(f"wrote {json_path}", soft_wrap=True)
