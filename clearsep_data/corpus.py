@@ -156,12 +156,12 @@ class AudioSetFolder(Corpus):
         ontology: str | os.PathLike | None = None,
         split: str = "train",
     ):
-        self.root = Path(root)
+        self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise CorpusError(f"{self.root}: not a folder")
         self.segments_path = find_segments_file(self.root, segments, split)
         ontology_obj, vocabulary = load_label_space(self.root, ontology)
-        super().__init__(self.root.resolve().name, ontology_obj, vocabulary)
+        super().__init__(self.root.name, ontology_obj, vocabulary)
         self._audio_index: dict[str, str] | None = None
         self._num_rows: int | None = None
 
@@ -201,16 +201,19 @@ class AudioSetFolder(Corpus):
             yield Clip(index, ytid, start, end, labels, audio, where)
 
     def _rows(self) -> Iterator[tuple[str, list[str]]]:
-        """``(where, fields)`` of each data row; comments, blank lines and a plain header are left out."""
+        """``(where, fields)`` of each data row; comments, blank lines and a plain header are left out.
+
+        Each line is parsed on its own, so a stray quote spoils one row and not the rest of the file.
+        """
         name = self.segments_path.name
-        with open(self.segments_path, newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle, skipinitialspace=True)
-            for row in reader:
-                if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+        with open(self.segments_path, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip() or line.lstrip().startswith("#"):
                     continue
+                row = next(csv.reader([line], skipinitialspace=True))
                 if row[0].strip() == "YTID":  # a plain (uncommented) header line
                     continue
-                yield f"{name}:{reader.line_num}", row
+                yield f"{name}:{number}", row
 
 
 def parse_segment_row(row: list[str]) -> tuple[str, float, float, list[str]]:

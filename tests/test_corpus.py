@@ -177,12 +177,13 @@ def test_bad_rows_become_skips_in_order(tmp_path):
         'unknownmid1, 0.000, 1.000, "/m/09x0r,/m/zzzzz"\n'  # line 13
         'missingaudi, 0.000, 1.000, "/m/09x0r"\n'
         'good_000001, 5.000, 6.000, "/m/09x0r"\n'
+        'strayquote1, 0.000, 1.000, "/m/09x0r\n'  # an unclosed quote spoils its own line only
         'good_000002, 5.000, 6.000, "/m/0bt9lr, /m/05tny_"\n',
     )
     corpus = open_corpus(str(root))
     items = list(corpus)
-    assert len(items) == corpus.num_rows == 12
-    assert [type(item).__name__ for item in items] == ["Clip"] + ["Skip"] * 10 + ["Clip"]
+    assert len(items) == corpus.num_rows == 13
+    assert [type(item).__name__ for item in items] == ["Clip"] + ["Skip"] * 11 + ["Clip"]
     expected = [
         (5, "badcols0001", "expected 4 columns YTID, start_seconds, end_seconds, positive_labels, found 5 (is the label list quoted?)"),
         (6, "badcols0002", "found 2"),
@@ -194,12 +195,13 @@ def test_bad_rows_become_skips_in_order(tmp_path):
         (13, "unknownmid1", "label(s) not in the ontology: /m/zzzzz"),
         (14, "missingaudi", "no audio file missingaudi.* or Ymissingaudi.*"),
         (15, "good_000001", "YTID already listed at balanced_train_segments.csv:4"),
+        (16, "strayquote1", "no audio file strayquote1.*"),
     ]
     for skip, (line, clip_id, reason) in zip(items[1:-1], expected, strict=True):
         assert skip.where == f"balanced_train_segments.csv:{line}"
         assert skip.clip_id == clip_id
         assert reason in skip.reason, skip
-    assert items[-1].labels == (DOG, BARK) and items[-1].where == "balanced_train_segments.csv:16"
+    assert items[-1].labels == (DOG, BARK) and items[-1].where == "balanced_train_segments.csv:17"
 
 
 def test_skip_list_round_trips_as_jsonl(tmp_path):
