@@ -424,7 +424,11 @@ class HuggingFaceCorpus(Corpus):
         self.time_columns = [column for column in ("start_seconds", "end_seconds") if column in columns]
         self._label_names = _class_label_names(dataset.features[labels_column])
         wanted = [audio_column, labels_column, *([self.id_column] if self.id_column else []), *self.time_columns]
-        self.dataset = dataset.select_columns(wanted).cast_column(audio_column, Audio(decode=False))
+        try:
+            self.dataset = dataset.select_columns(wanted).cast_column(audio_column, Audio(decode=False))
+        except Exception as error:  # datasets/pyarrow cast errors of several types
+            feature = dataset.features[audio_column]
+            raise CorpusError(f"{source} [{split}]: column {audio_column!r} ({feature}) is not audio: {_first_line(error)}") from None
 
     @property
     def num_rows(self) -> int | None:

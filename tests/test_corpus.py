@@ -507,3 +507,18 @@ def test_reads_the_demo_corpus(tmp_path):
         for clip in clips:
             assert corpus.load(clip, SR).shape == (SR,)
             assert set(clip.labels) <= set(corpus.vocabulary) | set(corpus.ontology.nodes)
+
+
+def test_hf_audio_column_option_and_a_column_that_is_not_audio(tmp_path):
+    from datasets import Audio, Dataset, Features, Value
+
+    folder = tmp_path / "renamed"
+    Dataset.from_dict(
+        {"wav": [{"bytes": flac_bytes(1.0), "path": None}], "classes": ["Bark"], "rating": [3]},
+        features=Features({"wav": Audio(), "classes": Value("string"), "rating": Value("int64")}),
+    ).save_to_disk(str(folder))
+    write_label_files(folder)
+    (clip,) = open_corpus(str(folder), audio_column="wav", labels_column="classes")
+    assert clip.labels == (BARK,) and isinstance(clip.audio, bytes)
+    with pytest.raises(CorpusError, match=r"column 'rating' \(Value\('int64'\)\) is not audio"):
+        open_corpus(str(folder), audio_column="rating", labels_column="classes")
