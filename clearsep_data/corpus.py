@@ -187,7 +187,7 @@ class AudioSetFolder(Corpus):
         for index, (where, row) in enumerate(self._rows()):
             ytid = row[0].strip() if row else ""
             try:
-                ytid, start, end, labels = parse_segment_row(row)
+                ytid, start, end, labels = _parse_segment_row(row)
                 labels = self._check_labels(labels)
                 if ytid in first_line:
                     raise _BadRow(f"YTID already listed at {first_line[ytid]} (one audio file per YTID)")
@@ -216,7 +216,7 @@ class AudioSetFolder(Corpus):
                 yield f"{name}:{number}", row
 
 
-def parse_segment_row(row: list[str]) -> tuple[str, float, float, list[str]]:
+def _parse_segment_row(row: list[str]) -> tuple[str, float, float, list[str]]:
     """``(ytid, start, end, labels)`` of an AudioSet segments row; :class:`_BadRow` says what is wrong."""
     if len(row) != len(SEGMENTS_COLUMNS):
         hint = " (is the label list quoted?)" if len(row) > len(SEGMENTS_COLUMNS) else ""
@@ -224,12 +224,12 @@ def parse_segment_row(row: list[str]) -> tuple[str, float, float, list[str]]:
     ytid, start_text, end_text, label_text = (field.strip() for field in row)
     if not ytid:
         raise _BadRow("empty YTID")
-    start, end = parse_seconds(start_text, "start_seconds"), parse_seconds(end_text, "end_seconds")
-    check_segment(start, end)
+    start, end = _parse_seconds(start_text, "start_seconds"), _parse_seconds(end_text, "end_seconds")
+    _check_segment(start, end)
     return ytid, start, end, [label.strip() for label in label_text.split(",") if label.strip()]
 
 
-def parse_seconds(text: str, column: str) -> float:
+def _parse_seconds(text: str, column: str) -> float:
     """A finite, non-negative time in seconds, or :class:`_BadRow`."""
     try:
         value = float(text)
@@ -240,7 +240,7 @@ def parse_seconds(text: str, column: str) -> float:
     return value
 
 
-def check_segment(start: float, end: float) -> None:
+def _check_segment(start: float, end: float) -> None:
     if end <= start:
         raise _BadRow(f"end_seconds ({end:g}) is not after start_seconds ({start:g})")
 
@@ -456,14 +456,14 @@ class HuggingFaceCorpus(Corpus):
                 end = start + audio_duration(audio)
             except AudioError as error:
                 raise _BadRow(f"cannot measure the audio's duration: {error.reason}") from None
-        check_segment(start, end)
+        _check_segment(start, end)
         return start, end
 
     def _time(self, example: dict, column: str, default: float | None) -> float | None:
         value = example.get(column)
         if value is None:
             return default
-        return parse_seconds(str(value), column)
+        return _parse_seconds(str(value), column)
 
     def _resolve_labels(self, value) -> list[str]:
         """MIDs for a labels cell; names that resolve to nothing are kept as they are (reported later)."""
