@@ -1,0 +1,175 @@
+"""The data engine end to end: a demo corpus, a small random ClearSepModel, real parquet output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import torch
+from datasets import load_dataset
+
+from clearsep_data import ClearSepConfig, ClearSepModel
+from clearsep_data.demo_corpus import generate_demo_corpus, label_vocabulary
+from clearsep_data.engine import BuildConfig, BuildError, build
+from clearsep_data.filtering import Thresholds
+from clearsep_data.schema import track_features
+from clearsep_data.tracks import load_tracks
+
+RATE = 8000
+SECONDS = 2.0
+# Lenient thresholds so that an untrained model still yields both accepted and rejected tracks.
+LENIENT = Thresholds(min_re_sdr=-100, min_re_sisdr=-100, min_energy_ratio=-60, min_consistency_sisdr=-100, max_leakage_db=100)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    generate_demo_corpus(root, clips=16, eval_clips=2, seed=3, sampling_rate=RATE, seconds=SECONDS)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    mids, names = zip(*label_vocabulary())
+    config = ClearSepConfig(
+        label_mids=list(mids),
+        id2label=dict(enumerate(names)),
+        sampling_rate=RATE,
+        n_fft=256,
+        hop_length=64,
+        channels=[8, 16],
+        encoder_blocks=1,
+        query_dim=16,
+        segment_seconds=SECONDS,
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model")
+    ClearSepModel(config).save_pretrained(path)
+    return path
+
+
+def read_split(output: Path, split: str) -> list[dict]:
+    rows = []
+    for shard in sorted((output / "data").glob(f"{split}-*.parquet")):
+        rows += pq.read_table(shard).to_pylist()
+    return rows
+
+
+def run_cli(*args: str, env_extra: dict | None = None, launcher: list[str] | None = None, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", **(env_extra or {})}
+    command = (launcher or [sys.executable]) + ["-m", "clearsep_data", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def build_args(corpus: Path, model: Path, output: Path, *extra: str) -> list[str]:
+    thresholds = ["--min-re-sdr", "-100", "--min-re-sisdr", "-100", "--min-energy-ratio", "-60"]
+    return ["build", str(corpus), str(output), "--model", str(model), "--block-size", "3", *thresholds,
+            "--min-consistency-sisdr", "-100", "--max-leakage-db", "100", "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def reference_build(corpus, model_dir, tmp_path_factory) -> Path:
+    """One uninterrupted single-process build through the command line."""
+    output = tmp_path_factory.mktemp("single") / "tracks"
+    result = run_cli(*build_args(corpus, model_dir, output))
+    assert result.returncode == 0, result.stderr
+    return output
+
+
+def test_build_writes_a_loadable_dataset_with_quality_fields(reference_build, corpus, model_dir, tmp_path):
+    summary = json.loads((reference_build / "build.json").read_text())["summary"]
+    assert summary["clips"] == 16 and summary["skipped_clips"] == 0
+    assert summary["single_source_clips"] + summary["separated_clips"] == 16
+    # As users load it (a fresh cache: datasets keys local folders' caches by folder name, see tracks.py).
+    dataset = load_dataset(str(reference_build), cache_dir=str(tmp_path / "cache"))
+    assert dataset["train"].features == track_features(RATE)
+    assert len(dataset["train"]) == summary["accepted_tracks"]
+    separated = dataset["train"].filter(lambda row: row["origin"] == "separated")
+    row = separated[0]
+    samples = row["audio"].get_all_samples()
+    assert samples.sample_rate == RATE and samples.data.shape[-1] == int(RATE * SECONDS)
+    assert row["model"].startswith(f"{model_dir}@sha256:")
+    for field in ("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db"):
+        assert np.isfinite(row[field])
+    # Every multi-event clip is separated once per mutually exclusive label: Dog+Bark is one query.
+    segments = {line.split(",")[0]: line for line in (corpus / "balanced_train_segments.csv").read_text().splitlines()[3:]}
+    for clip_id in set(separated["clip_id"]):
+        labels = [r["label"] for r in read_split(reference_build, "train") + read_split(reference_build, "rejected") if r["clip_id"] == clip_id]
+        assert len(labels) == len(set(labels)) >= 2
+        assert not ({"/m/0bt9lr", "/m/05tny_"} <= set(labels)), segments[clip_id]
+    streamed = next(iter(load_dataset(str(reference_build), split="train", streaming=True)))
+    assert streamed["track_id"] == dataset["train"][0]["track_id"]
+    assert load_tracks(reference_build)["track_id"] == dataset["train"]["track_id"]
+
+
+def test_clip_audio_of_single_source_tracks_is_the_clip(reference_build, corpus):
+    row = next(r for r in read_split(reference_build, "train") if r["origin"] == "single_source")
+    track, rate = sf.read(__import__("io").BytesIO(row["audio"]["bytes"]), dtype="float32")
+    clip, clip_rate = sf.read(corpus / "audio" / f"{row['clip_id']}.flac", dtype="float32")
+    assert rate == clip_rate == RATE
+    np.testing.assert_allclose(track, clip, atol=2 / 32768)
+
+
+def test_strict_thresholds_move_tracks_to_the_rejected_split(corpus, model_dir, tmp_path):
+    config = BuildConfig(corpus=str(corpus), output_dir=tmp_path / "strict", model=str(model_dir), block_size=4,
+                         thresholds=Thresholds(min_re_sdr=200))
+    summary = build(config, progress=False)
+    rejected = read_split(tmp_path / "strict", "rejected")
+    assert summary.rejected_tracks == len(rejected) > 0
+    assert all(row["reject_reason"].startswith("re_sdr") for row in rejected)
+    assert all(row["origin"] == "single_source" for row in read_split(tmp_path / "strict", "train"))
+    # A rerun with other settings refuses to mix them into the finished build.
+    config.thresholds = Thresholds(min_re_sdr=100)
+    with pytest.raises(BuildError, match="other settings"):
+        build(config, progress=False)
+
+
+def test_two_processes_give_the_same_dataset_as_one(corpus, model_dir, reference_build, tmp_path):
+    output = tmp_path / "two"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    result = run_cli(*build_args(corpus, model_dir, output), launcher=launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for split in ("train", "rejected"):
+        assert read_split(output, split) == read_split(reference_build, split)
+    assert (output / "skips.jsonl").read_text() == (reference_build / "skips.jsonl").read_text()
+
+
+def test_killed_build_resumes_to_the_uninterrupted_result(corpus, model_dir, reference_build, tmp_path):
+    output = tmp_path / "resumed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "clearsep_data", *build_args(corpus, model_dir, output)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = output / ".clearsep-build"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(work.glob("block-*"))) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    committed = len(list(work.glob("block-*")))
+    assert 2 <= committed < 6, "the build should have been killed half-way"
+    result = run_cli(*build_args(corpus, model_dir, output))
+    assert result.returncode == 0, result.stderr
+    for split in ("train", "rejected"):
+        rows = read_split(output, split)
+        assert rows == read_split(reference_build, split)
+        assert len({row["track_id"] for row in rows}) == len(rows)
+    assert not work.exists()
+    rerun = run_cli(*build_args(corpus, model_dir, output))  # a finished build is left as it is
+    assert rerun.returncode == 0 and read_split(output, "train") == read_split(reference_build, "train")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
