@@ -1,0 +1,363 @@
+"""Training: on-the-fly mixing, the three strategies for separated tracks, the accelerate loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clearsep_data.audio import encode_flac
+from clearsep_data.modeling.mixing import (
+    LabelRelations,
+    MixingConfig,
+    MixtureSampler,
+    NaturalClips,
+    TrackCatalog,
+    load_track_dataset,
+    quality_weight,
+)
+from clearsep_data.ontology import Ontology
+
+RATE = 16000
+CLIP_SECONDS = 2.0
+ANIMAL, DOG, BARK = "/m/0jbk", "/m/0bt9lr", "/m/05tny_"
+SPEECH, SIREN, PIANO, ENGINE = "/m/09x0r", "/m/03kmc9", "/m/05r5c", "/m/02mk9"
+NAMES = {ANIMAL: "Animal", DOG: "Dog", BARK: "Bark", SPEECH: "Speech", SIREN: "Siren", PIANO: "Piano", ENGINE: "Engine"}
+TONES = {DOG: 260.0, BARK: 700.0, SPEECH: 330.0, SIREN: 1500.0, PIANO: 2200.0, ENGINE: 120.0}
+# Multi-label clips of the natural corpus: labels, then {label: re_sisdr} of accepted and rejected tracks.
+NATURAL = {
+    "nat00000001": ([SPEECH, SIREN], {SPEECH: 12.0, SIREN: 12.0}, {}),
+    "nat00000002": ([PIANO, BARK, DOG], {PIANO: -5.0, BARK: -5.0}, {}),  # Dog is Bark's parent: 2 queries
+    "nat00000003": ([SPEECH, ENGINE], {SPEECH: 10.0}, {ENGINE: 0.0}),  # a track rejected
+    "nat00000004": ([SIREN, PIANO], {SIREN: 10.0}, {}),  # Piano never separated
+}
+SINGLE = [SPEECH, SPEECH, BARK, BARK, DOG, SIREN, SIREN, PIANO, PIANO]
+
+
+def tone(label: str, seed: int) -> np.ndarray:
+    """A label's tone with a random slow envelope: distinct per label, easy to separate."""
+    rng = np.random.default_rng(seed)
+    time = np.arange(int(CLIP_SECONDS * RATE)) / RATE
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * time + rng.uniform(0, 6.28))
+    return (0.3 * envelope * np.sin(2 * np.pi * TONES[label] * time)).astype(np.float32)
+
+
+def track_row(clip_id: str, label: str, origin: str, audio: np.ndarray, clip_labels: list[str], re_sisdr=None, reason=""):
+    return dict(
+        audio={"bytes": encode_flac(audio, RATE), "path": None},
+        track_id=f"{clip_id}_30000_{label.strip('/').replace('/', '_')}",
+        clip_id=clip_id,
+        start_seconds=30.0,
+        end_seconds=30.0 + CLIP_SECONDS,
+        label=label,
+        label_name=NAMES[label],
+        clip_labels=clip_labels,
+        origin=origin,
+        re_sdr=re_sisdr,
+        re_sisdr=re_sisdr,
+        energy_ratio=0.0,
+        consistency_sisdr=None if origin == "single_source" else 20.0,
+        leakage_db=None,
+        iteration=0,
+        model="" if origin == "single_source" else "test@0",
+        thresholds="{}",
+        reject_reason=reason,
+    )
+
+
+def write_ontology(path: Path) -> Path:
+    children = {ANIMAL: [DOG], DOG: [BARK]}
+    path.write_text(json.dumps([{"id": mid, "name": name, "child_ids": children.get(mid, [])} for mid, name in NAMES.items()]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    """A track dataset (train + rejected splits), the natural corpus it came from and its ontology."""
+    from datasets import Dataset
+
+    from clearsep_data.schema import track_features
+
+    root = tmp_path_factory.mktemp("training")
+    train, rejected = [], []
+    for index, label in enumerate(SINGLE):
+        clip_labels = [ANIMAL, DOG, BARK] if label == BARK else [label]
+        train.append(track_row(f"single{index:05d}", label, "single_source", tone(label, index), clip_labels))
+    corpus = root / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    segments = ["# Segments", "# num_ytids=4", "# YTID, start_seconds, end_seconds, positive_labels"]
+    for number, (clip_id, (labels, accepted, refused)) in enumerate(NATURAL.items()):
+        sources = {label: tone(label, 100 + 10 * number + i) for i, label in enumerate([*accepted, *refused])}
+        for label, score in accepted.items():
+            train.append(track_row(clip_id, label, "separated", sources[label], labels, score))
+        for label, score in refused.items():
+            rejected.append(track_row(clip_id, label, "separated", sources[label], labels, score, "re_sdr too low"))
+        mixture = sum(sources.values()) + (tone(PIANO, 99) if clip_id == "nat00000004" else 0)
+        (corpus / "audio" / f"{clip_id}.flac").write_bytes(encode_flac(mixture, RATE))
+        segments.append(f'{clip_id}, 30.000, {30 + CLIP_SECONDS:.3f}, "{",".join(labels)}"')
+    (corpus / "balanced_train_segments.csv").write_text("\n".join(segments) + "\n")
+    write_ontology(corpus / "ontology.json")
+    (corpus / "class_labels_indices.csv").write_text(
+        "index,mid,display_name\n" + "".join(f"{i},{mid},{NAMES[mid]}\n" for i, mid in enumerate(TONES))
+    )
+    dataset = root / "tracks"
+    Dataset.from_dict({k: [r[k] for r in train] for k in train[0]}, features=track_features(RATE)).to_parquet(
+        str(dataset / "data/train-00000-of-00001.parquet")
+    )
+    Dataset.from_dict({k: [r[k] for r in rejected] for k in rejected[0]}, features=track_features(RATE)).to_parquet(
+        str(dataset / "data/rejected-00000-of-00001.parquet")
+    )
+    return {"dataset": str(dataset), "corpus": str(corpus), "ontology": str(corpus / "ontology.json"), "root": root}
+
+
+@pytest.fixture(scope="module")
+def catalog(data) -> TrackCatalog:
+    vocabulary = sorted(TONES.keys() - {ENGINE})
+    return TrackCatalog.from_sources([load_track_dataset(data["dataset"])], vocabulary, RATE, cache_bytes=2**30)
+
+
+def make_sampler(catalog, ontology=None, natural=None, seed=0, process_index=0, **config) -> MixtureSampler:
+    settings = dict(segment_samples=RATE // 2, batch_size=4, silence_rate=0.0, quality="off") | config
+    return MixtureSampler(
+        catalog, LabelRelations(catalog.vocabulary, ontology), MixingConfig(**settings),
+        seed=seed, process_index=process_index, natural=natural,
+    )
+
+
+def examples(sampler: MixtureSampler, count: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [sampler.example(rng) for _ in range(count)]
+
+
+# --------------------------------------------------------------------------------------------
+# Mixing
+# --------------------------------------------------------------------------------------------
+
+
+def test_catalog_reads_tracks_and_rejected_clips(catalog):
+    assert len(catalog) == len(SINGLE) + 6
+    assert ("nat00000003", 30000) in catalog.rejected_clips
+    assert catalog.audio.caching  # 15 tracks of 2 s fit the bound
+    waveform = catalog.waveform(0)
+    assert waveform.dtype == np.float32 and waveform.shape == (int(CLIP_SECONDS * RATE),)
+    assert catalog.waveform(0) is waveform  # decoded once
+
+
+def test_mixtures_respect_mutual_exclusivity(catalog, data):
+    ontology = Ontology.from_json(data["ontology"])
+    sampler = make_sampler(catalog, ontology, max_interferers=3)
+    drawn = examples(sampler, 200)
+    sizes = Counter(len(example.labels) for example in drawn)
+    assert set(sizes) <= {2, 3, 4} and len(sizes) >= 2
+    for example in drawn:
+        assert len(set(example.labels)) == len(example.labels)
+        assert not {DOG, BARK} <= set(example.labels), example.mixture_tracks
+        clips = [track.split("_")[0] for track in example.mixture_tracks]
+        assert len(set(clips)) == len(clips)  # never two tracks of one clip
+        np.testing.assert_allclose(example.mixture, example.targets.sum(0), atol=1e-5) if len(example.labels) == 2 else None
+        assert np.abs(example.mixture).max() <= 0.99 + 1e-6
+    # Without an ontology, labels are exclusive iff different: Dog and Bark may then meet.
+    plain = examples(make_sampler(catalog, None, max_interferers=3), 200)
+    assert any({DOG, BARK} <= set(example.labels) for example in plain)
+
+
+def test_mixtures_are_deterministic_per_seed_process_and_index(catalog):
+    first, again = make_sampler(catalog).batch(7), make_sampler(catalog).batch(7)
+    for key in ("input_values", "query_ids", "target_values", "target_weights"):
+        np.testing.assert_array_equal(first[key], again[key])
+    assert first["query_tracks"] == again["query_tracks"]
+    assert not np.array_equal(first["input_values"], make_sampler(catalog).batch(8)["input_values"])
+    assert not np.array_equal(first["input_values"], make_sampler(catalog, process_index=1).batch(7)["input_values"])
+    assert not np.array_equal(first["input_values"], make_sampler(catalog, seed=1).batch(7)["input_values"])
+    batch = first
+    assert batch["input_values"].shape == (4, RATE // 2) and batch["target_values"].shape == (4, 2, RATE // 2)
+    assert batch["query_ids"].shape == (4, 2) and batch["target_weights"].dtype == np.float32
+
+
+def test_quality_strategy_samples_or_weights_by_re_sisdr(catalog):
+    weights = quality_weight(catalog.re_sisdr, 5.0, 2.0)
+    low = {catalog.track_ids[i] for i in np.flatnonzero(weights < 0.01)}
+    assert len(low) == 2  # the two tracks of nat00000002 (Re-SI-SDR -5 dB)
+    assert np.all(weights[[o == "single_source" for o in catalog.origins]] == 1.0)
+
+    def share_of_low(mode: str) -> float:
+        drawn = [t for e in examples(make_sampler(catalog, quality=mode), 300) for t in e.mixture_tracks]
+        return sum(track in low for track in drawn) / len(drawn)
+
+    assert share_of_low("off") > 0.05
+    assert share_of_low("sample") < 0.005
+    weighted = make_sampler(catalog, quality="weight")
+    for example in examples(weighted, 100):
+        for track, weight in zip(example.query_tracks, example.weights):
+            expected = weights[catalog.track_ids.index(track)]
+            assert weight == pytest.approx(expected, rel=1e-6)
+    assert all(np.all(e.weights == 1) for e in examples(make_sampler(catalog, quality="off"), 50))
+
+
+def test_silence_strategy_asks_for_absent_classes(catalog, data):
+    ontology = Ontology.from_json(data["ontology"])
+    relations = LabelRelations(catalog.vocabulary, ontology)
+    silent = examples(make_sampler(catalog, ontology, silence_rate=1.0), 100)
+    crowded = [e for e in silent if not relations.absent_mask(e.labels).any()]  # every class sounds: none absent
+    assert 0 < len(crowded) < 50 and not any(any(e.silent) for e in crowded)
+    for example in (e for e in silent if relations.absent_mask(e.labels).any()):
+        assert all(example.silent) and not example.targets.any() and np.abs(example.mixture).max() > 0
+        for query in example.queries:
+            label = catalog.vocabulary[query]
+            assert label not in example.labels
+            assert all(relations.exclusive[query, catalog.vocabulary.index(m)] for m in example.labels)
+    two_sources = make_sampler(catalog, ontology, silence_rate=0.2, max_interferers=1)  # never crowded
+    rate = np.mean([s for e in examples(two_sources, 400) for s in e.silent])
+    assert 0.15 < rate < 0.25
+    assert not any(any(e.silent) for e in examples(make_sampler(catalog, ontology), 100))
+
+
+def test_natural_strategy_uses_complete_accepted_clips(catalog, data):
+    from clearsep_data.corpus import open_corpus
+
+    natural = NaturalClips.from_corpus(open_corpus(data["corpus"]), catalog, cache_bytes=2**30)
+    assert sorted(item.clip.clip_id for item in natural.clips) == ["nat00000001", "nat00000002"]
+    assert natural.skipped == {"a track of the clip was rejected": 1, "not every query has an accepted track": 1}
+    drawn = examples(make_sampler(catalog, natural=natural, natural_rate=1.0), 40)
+    assert all(example.natural for example in drawn)
+    for example in drawn:
+        # Both queries of a natural clip cover all of its sources: the tracks sum to the original clip.
+        np.testing.assert_allclose(example.targets.sum(0), example.mixture, atol=2e-3)
+        assert {t.split("_")[0] for t in example.query_tracks} <= {"nat00000001", "nat00000002"}
+    mixed = examples(make_sampler(catalog, natural=natural, natural_rate=0.5), 200)
+    assert 0.4 < np.mean([example.natural for example in mixed]) < 0.6
+
+
+# --------------------------------------------------------------------------------------------
+# The training loop
+# --------------------------------------------------------------------------------------------
+
+TINY = dict(channels=[4, 8], query_dim=8, encoder_blocks=1, n_fft=256, hop_length=128)
+
+
+def arguments(data, output: Path, **overrides):
+    from clearsep_data.modeling.training import TrainingArguments
+
+    settings = dict(
+        datasets=[data["dataset"]], output_dir=str(output), ontology=data["ontology"], model_config=TINY,
+        batch_size=2, segment_seconds=1.0, lr=3e-3, eval_every=0, save_every=0, log_every=1, progress=False,
+    )
+    return TrainingArguments(**(settings | overrides))
+
+
+def weights_of(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_training_lowers_the_loss_and_saves_a_model(data, tmp_path):
+    from clearsep_data.modeling import ClearSepModel
+    from clearsep_data.modeling.training import train
+
+    args = arguments(
+        data, tmp_path / "run", steps=16, batch_size=4, lr=1e-2, natural_corpus=data["corpus"], eval_every=16, eval_mixtures=8
+    )
+    result = train(args)
+    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, 17))
+    evaluations = [r for r in records if "eval_si_sdri" in r]
+    assert [r["step"] for r in evaluations] == [0, 16] and evaluations[-1] == {"step": 16, **result.eval}
+    assert evaluations[1]["eval_si_sdri"] > evaluations[0]["eval_si_sdri"] + 1.0, evaluations  # dB, fixed mixtures
+    assert result.samples_per_second > 0 and np.isfinite(result.final_loss)
+    model = ClearSepModel.from_pretrained(tmp_path / "run")
+    assert model.config.label_mids == sorted([BARK, DOG, SPEECH, SIREN, PIANO])
+    assert model.config.id2label[model.config.label_mids.index(BARK)] == "Bark"
+    saved = json.loads((tmp_path / "run" / "training_args.json").read_text())
+    assert saved["seed"] == 0 and saved["quality"] == "weight" and saved["natural_rate"] == 0.25
+    assert saved["silence_rate"] == 0.05 and saved["datasets"] == [data["dataset"]]
+    assert saved["provenance"]["natural_clips"] == 2 and saved["provenance"]["tracks"]["total"] == len(SINGLE) + 6
+
+
+def test_resume_from_checkpoint_continues_identically(data, tmp_path):
+    from clearsep_data.modeling.training import TrainingError, latest_checkpoint, train
+
+    args = arguments(data, tmp_path / "run", steps=4, grad_accum=2, save_every=2, eval_every=2, eval_mixtures=2)
+    train(args)
+    uninterrupted = weights_of(tmp_path / "run")
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint-4"
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "checkpoint-4")  # as if killed after step 3
+
+    result = train(args)
+    assert result.resumed_from == 2
+    resumed = weights_of(tmp_path / "run")
+    assert uninterrupted.keys() == resumed.keys()
+    for name in uninterrupted:
+        assert torch_equal(uninterrupted[name], resumed[name]), name
+    steps = [(record["step"], "loss" in record) for record in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
+    assert steps == [(0, False), (1, True), (2, True), (2, False), (3, True), (4, True), (4, False)]
+
+    with pytest.raises(TrainingError, match="lr: 0.003 -> 0.01"):
+        train(arguments(data, tmp_path / "run", steps=4, grad_accum=2, save_every=2, eval_every=2, eval_mixtures=2, lr=1e-2))
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
+def test_extending_the_vocabulary_keeps_the_learned_queries():
+    import torch
+
+    from clearsep_data.modeling import ClearSepConfig, ClearSepModel
+    from clearsep_data.modeling.training import extend_vocabulary
+
+    model = ClearSepModel(ClearSepConfig.from_preset("small", label_mids=[SPEECH, BARK], id2label={0: "Speech", 1: "Bark"}, **TINY))
+    extended = extend_vocabulary(model, {ENGINE: "Engine"}, source="test")
+    assert extended.config.label_mids == [SPEECH, BARK, ENGINE] and extended.config.id2label[2] == "Engine"
+    assert extended.query_ids(["Engine", "Speech"]).tolist() == [2, 0]
+    old, new = model.query_encoder.embedding.weight, extended.query_encoder.embedding.weight
+    assert torch.equal(new[:2], old) and new.shape == (3, old.shape[1])
+    mixture = torch.randn(1, RATE // 2)
+    with torch.no_grad():
+        before = model.eval()(mixture, torch.tensor([[0, 1]])).separated_values
+        after = extended.eval()(mixture, torch.tensor([[0, 1]])).separated_values
+    torch.testing.assert_close(before, after)
+
+
+def test_cli_reports_bad_input_clearly(tmp_path):
+    from typer.testing import CliRunner
+
+    from clearsep_data.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "missing"), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "cannot load track dataset" in result.output
+    result = CliRunner().invoke(app, ["train", str(tmp_path), "--output", str(tmp_path / "o"), "--natural-rate", "0.5"])
+    assert result.exit_code == 1 and "natural_rate > 0 needs a natural_corpus" in result.output
+
+
+def test_two_cpu_processes_draw_different_mixtures(data, tmp_path):
+    bin_dir = Path(sys.executable).parent
+    command = [
+        str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node", "2", "--no-python", str(bin_dir / "clearsep-data"),
+        "train", data["dataset"], "--output", str(tmp_path / "ddp"), "--ontology", data["ontology"],
+        "--steps", "2", "--batch-size", "2", "--segment-seconds", "1", "--eval-every", "2", "--eval-mixtures", "4",
+        "--save-every", "0", "--log-every", "1", "--log-samples", "--no-progress",
+        *[arg for key, value in TINY.items() for arg in ("--model-config", f"{key}={json.dumps(value)}")],
+    ]
+    env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = [read_jsonl(tmp_path / "ddp" / "samples" / f"process-{rank}.jsonl") for rank in (0, 1)]
+    assert [len(records) for records in seen] == [2, 2]
+    assert all(a["query_tracks"] != b["query_tracks"] for a, b in zip(*seen))
+    saved = json.loads((tmp_path / "ddp" / "training_args.json").read_text())
+    assert saved["provenance"]["num_processes"] == 2 and saved["provenance"]["samples_per_step"] == 4
+    assert (tmp_path / "ddp" / "model.safetensors").is_file()
