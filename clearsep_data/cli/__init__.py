@@ -12,3 +12,4 @@ app = typer.Typer(
 from clearsep_data.cli import demo_corpus as _demo_corpus; app.command("demo-corpus")(_demo_corpus.demo_corpus)
 from clearsep_data.cli import evaluate as _evaluate; app.command("evaluate")(_evaluate.evaluate)
 from clearsep_data.cli import stats as _stats; app.command("stats")(_stats.stats)
+from clearsep_data.cli import train as _train; app.command("train")(_train.train)
