@@ -1,8 +1,8 @@
 """Statistics of a track dataset: counts per class and split, quality distributions, reject reasons.
 
 Only the metadata columns of the parquet shards are read (never the audio column), so the
-statistics of a large dataset cost a fraction of its size in I/O and no audio decoding. A Hub
-dataset id is first fetched into the Hugging Face cache (the same files ``load_dataset`` uses).
+statistics of a large dataset cost a fraction of its size in I/O and no audio decoding; for a Hub
+dataset id only those column chunks are downloaded.
 """
 
 from __future__ import annotations
@@ -154,26 +154,24 @@ def compute_stats(dataset_dir_or_id: str | os.PathLike) -> DatasetStats:
     import pyarrow as pa
 
     source = os.fspath(dataset_dir_or_id)
-    root = resolve_dataset_dir(source)
-    shards = find_shards(root)
+    files = DatasetFiles.locate(source)
     columns: dict[str, dict[str, list]] = {}
     splits: dict[str, SplitSummary] = {}
     sampling_rate = None
-    for split, files in shards.items():
+    for split, paths in files.shards().items():
         tables = []
         num_bytes = download_size = 0
-        for path in files:
-            table, metadata, rate = _read_metadata_columns(path)
+        for path in paths:
+            table, metadata, rate = _read_metadata_columns(files, path)
             tables.append(table)
             num_bytes += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
-            download_size += path.stat().st_size
+            download_size += files.fs.size(path)
             sampling_rate = sampling_rate or rate
         table = pa.concat_tables(tables)
-        columns[split] = table.to_pydict()
-        values = columns[split]
+        columns[split] = values = table.to_pydict()
         hours = sum(end - start for start, end in zip(values["start_seconds"], values["end_seconds"])) / 3600
-        files_in_repo = [path.relative_to(root).as_posix() for path in files]
-        splits[split] = SplitSummary(split, table.num_rows, hours, num_bytes, download_size, files_in_repo)
+        in_repo = [files.relative(path) for path in paths]
+        splits[split] = SplitSummary(split, table.num_rows, hours, num_bytes, download_size, in_repo)
     groups = {"accepted": [s for s in columns if s != REJECTED_SPLIT], "rejected": [s for s in columns if s == REJECTED_SPLIT]}
     grouped = {group: _concat([columns[s] for s in names]) for group, names in groups.items() if names}
     quality = {name: {group: _distribution(values[name]) for group, values in grouped.items()} for name in QUALITY_FIELDS}
@@ -189,56 +187,73 @@ def compute_stats(dataset_dir_or_id: str | os.PathLike) -> DatasetStats:
         iterations=dict(sorted(Counter(_all(columns, "iteration")).items())),
         models=dict(Counter(model for model in _all(columns, "model") if model).most_common()),
         thresholds=dict(Counter(value for value in _all(columns, "thresholds") if value).most_common()),
-        provenance=read_provenance(root),
+        provenance=files.provenance(),
     )
 
 
-def resolve_dataset_dir(source: str) -> Path:
-    """The local folder of a dataset: ``source`` itself, or the cached snapshot of a Hub dataset id."""
-    if os.path.isdir(source):
-        return Path(source)
-    repo_id, _, revision = source.partition("@")
-    if os.path.exists(source) or repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
-        raise StatsError(f"{source}: not a dataset folder nor a Hub dataset id ('org/name')")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+@dataclass(frozen=True)
+class DatasetFiles:
+    """The files of a track dataset: a local folder, or a Hub dataset repository read over ``HfFileSystem``.
 
-    try:
-        folder = snapshot_download(
-            repo_id,
-            repo_type="dataset",
-            revision=revision or None,
-            allow_patterns=["data/*.parquet", *PROVENANCE_FILES],
-        )
-    except (HfHubHTTPError, LocalEntryNotFoundError, ValueError) as error:
-        raise StatsError(f"{source}: cannot fetch the dataset from the Hub ({str(error).splitlines()[0]})") from None
-    return Path(folder)
+    On the Hub only the parquet footers and the requested column chunks are fetched (HTTP range
+    requests), so statistics of a large dataset do not download its audio.
+    """
 
+    fs: object
+    """An fsspec filesystem (local, or ``huggingface_hub.HfFileSystem``)."""
+    root: str
 
-def find_shards(root: Path) -> dict[str, list[Path]]:
-    """``data/{split}-XXXXX-of-YYYYY.parquet`` files by split, in name order (accepted splits first)."""
-    shards: dict[str, list[Path]] = {}
-    for path in sorted((root / "data").glob("*.parquet")):
-        match = _SHARD_NAME.match(path.name)
-        if match is None:
-            raise StatsError(f"{path}: not a shard name ('{{split}}-00000-of-00001.parquet')")
-        shards.setdefault(match["split"], []).append(path)
-    if not shards:
-        raise StatsError(f"{root}: no parquet shards under data/ (expected data/train-00000-of-00001.parquet)")
-    return dict(sorted(shards.items(), key=lambda item: (item[0] == REJECTED_SPLIT, item[0])))
+    @classmethod
+    def locate(cls, source: str | os.PathLike) -> DatasetFiles:
+        source = os.fspath(source)
+        if os.path.isdir(source):
+            from fsspec.implementations.local import LocalFileSystem
 
+            return cls(LocalFileSystem(), Path(source).resolve().as_posix())
+        repo_id, _, revision = source.partition("@")
+        if os.path.exists(source) or repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
+            raise StatsError(f"{source}: not a dataset folder nor a Hub dataset id ('org/name')")
+        from urllib.parse import quote
 
-def read_provenance(root: Path) -> dict[str, dict]:
-    """The JSON provenance files present in ``root`` (``build.json``, ``summary.json``)."""
-    found = {}
-    for name in PROVENANCE_FILES:
-        path = root / name
-        if path.is_file():
-            try:
-                found[name] = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as error:
-                raise StatsError(f"{path}: cannot read JSON ({error})") from None
-    return found
+        from huggingface_hub import HfFileSystem
+
+        root = f"datasets/{repo_id}" + (f"@{quote(revision, safe='')}" if revision else "")
+        files = cls(HfFileSystem(), root)
+        try:
+            found = files.fs.exists(root)
+        except Exception as error:  # network and HTTP errors of the Hub client
+            raise StatsError(f"{source}: cannot reach the dataset on the Hub ({str(error).splitlines()[0]})") from None
+        if not found:
+            raise StatsError(f"{source}: no such dataset (or revision) on the Hub")
+        return files
+
+    def relative(self, path: str) -> str:
+        return path[len(self.root) + 1 :] if path.startswith(self.root + "/") else path
+
+    def shards(self) -> dict[str, list[str]]:
+        """``data/{split}-XXXXX-of-YYYYY.parquet`` paths by split, in name order (accepted splits first)."""
+        shards: dict[str, list[str]] = {}
+        for path in sorted(self.fs.glob(f"{self.root}/data/*.parquet")):
+            name = path.rsplit("/", 1)[-1]
+            match = _SHARD_NAME.match(name)
+            if match is None:
+                raise StatsError(f"{path}: not a shard name ('{{split}}-00000-of-00001.parquet')")
+            shards.setdefault(match["split"], []).append(path)
+        if not shards:
+            raise StatsError(f"{self.root}: no parquet shards under data/ (expected data/train-00000-of-00001.parquet)")
+        return dict(sorted(shards.items(), key=lambda item: (item[0] == REJECTED_SPLIT, item[0])))
+
+    def provenance(self) -> dict[str, dict]:
+        """The JSON provenance files present at the root (``build.json``, ``summary.json``)."""
+        found = {}
+        for name in PROVENANCE_FILES:
+            path = f"{self.root}/{name}"
+            if self.fs.isfile(path):
+                try:
+                    found[name] = json.loads(self.fs.cat_file(path).decode("utf-8"))
+                except (OSError, ValueError) as error:
+                    raise StatsError(f"{path}: cannot read JSON ({error})") from None
+        return found
 
 
 def summary_tables(stats: DatasetStats) -> list[SummaryTable]:
@@ -358,16 +373,17 @@ def _threshold_bounds(stats: DatasetStats) -> dict[str, float]:
     return bounds
 
 
-def open_shard(path: Path):
+def open_shard(path: str | os.PathLike, fs=None):
     """A track dataset shard as a ``pyarrow.parquet.ParquetFile`` and its ``datasets.Features``.
 
-    Raises :class:`StatsError` naming the file when it is unreadable or lacks track columns.
+    ``fs`` is the fsspec filesystem of ``path`` (local when omitted). Raises :class:`StatsError`
+    naming the file when it is unreadable or lacks track columns.
     """
     import pyarrow.parquet as pq
     from datasets import Features
 
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(fs.open(path, "rb") if fs is not None else path)
     except Exception as error:  # pyarrow raises ArrowInvalid/OSError for anything unreadable
         raise StatsError(f"{path}: not a readable parquet file ({error})") from None
     schema = parquet.schema_arrow
@@ -379,11 +395,11 @@ def open_shard(path: Path):
     return parquet, Features.from_arrow_schema(schema)
 
 
-def _read_metadata_columns(path: Path):
+def _read_metadata_columns(files: DatasetFiles, path: str):
     """The statistics columns of one shard (no audio), its parquet metadata and its audio sampling rate."""
     from datasets import Audio
 
-    parquet, features = open_shard(path)
+    parquet, features = open_shard(path, files.fs)
     audio = features["audio"]
     rate = audio.sampling_rate if isinstance(audio, Audio) else None
     return parquet.read(columns=list(STATS_COLUMNS)), parquet.metadata, rate

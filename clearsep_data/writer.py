@@ -108,7 +108,7 @@ def merge_blocks(
         sources = [block / f"{split}.parquet" for block in blocks if (block / f"{split}.parquet").exists()]
         if not sources:
             continue
-        info[split] = _write_shards(sources, staging, split, features, max_shard_bytes)
+        info[split] = write_shards(sources, staging, split, features, max_shard_bytes)
     final = output_dir / "data"
     old = output_dir / ".data.old"
     shutil.rmtree(old, ignore_errors=True)
@@ -119,14 +119,15 @@ def merge_blocks(
     return info
 
 
-def _write_shards(sources: list[Path], staging: Path, split: str, features: Features, max_shard_bytes: int) -> dict[str, int]:
+def write_shards(sources: list[Path], staging: Path, split: str, features: Features, max_shard_bytes: int) -> dict[str, int]:
+    """Stream ``sources`` (in order) into ``staging/{split}-XXXXX-of-YYYYY.parquet`` shards of about ``max_shard_bytes``."""
     shards: list[Path] = []
     writer: pq.ParquetWriter | None = None
     shard_bytes = rows = total_bytes = 0
     for source in sources:
         parquet = pq.ParquetFile(source)
-        for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group)
+        for batch in parquet.iter_batches(batch_size=ROW_GROUP_SIZE):  # not whole row groups: any source shards finely
+            table = pa.Table.from_batches([batch])
             if writer is None or shard_bytes >= max_shard_bytes:
                 if writer is not None:
                     writer.close()

@@ -11,7 +11,11 @@ Usage from a test (see the ``hub`` fixture in ``conftest.py``)::
     commit = hub.publish(staged_dir, "dataset", "clearsep/tracks")
     load_dataset("clearsep/tracks")          # HF_ENDPOINT points at the server
 
-Only the test process talks to the server, which binds to 127.0.0.1 on a free port.
+Only the test process talks to the server, which binds to 127.0.0.1 on a free port. olah answers
+``Range`` requests on mirrored files with the whole file (status 200), which breaks every reader
+that seeks (streaming ``load_dataset``, pyarrow over ``HfFileSystem``); the Hub answers them with
+206 and the requested bytes, so this module runs olah's app behind :class:`RangeRequests`, which
+does the same.
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ class OlahServer:
         )
         self.log = open(self.work_dir / "olah.out", "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "olah.server", "--config", str(config), "--log-path", str(self.work_dir / "logs")],
+            [sys.executable, __file__, "--config", str(config), "--log-path", str(self.work_dir / "logs")],
             cwd=self.work_dir,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -206,3 +210,49 @@ def point_hub_clients_at(monkeypatch, endpoint: str, hf_home: str | os.PathLike)
     }.items():
         monkeypatch.setattr(datasets.config, name, value)
     HfFileSystem.clear_instance_cache()  # cached instances remember the endpoint they were made with
+
+
+class RangeRequests:
+    """ASGI middleware: answer a ``Range: bytes=...`` GET whose response is a full 200 with 206 and that slice."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        ranges = dict(scope.get("headers", [])).get(b"range") if scope["type"] == "http" else None
+        if scope["type"] != "http" or scope["method"] != "GET" or not ranges:
+            return await self.app(scope, receive, send)
+        start_message, chunks = {}, []
+
+        async def collect(message):
+            if message["type"] == "http.response.start":
+                start_message.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, collect)
+        body = b"".join(chunks)
+        headers = [(k, v) for k, v in start_message.get("headers", []) if k.lower() not in (b"content-length", b"content-range")]
+        status = start_message["status"]
+        first, _, last = ranges.decode().removeprefix("bytes=").partition("-")
+        if status == 200 and "," not in last:
+            start = max(len(body) - int(last), 0) if first == "" else int(first)
+            end = len(body) - 1 if first == "" or last == "" else min(int(last), len(body) - 1)
+            headers.append((b"content-range", f"bytes {start}-{end}/{len(body)}".encode()))
+            status, body = 206, body[start : end + 1]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _serve() -> None:
+    """``python hubserver.py --config olah.toml --log-path DIR``: olah's server with Range support."""
+    import uvicorn
+    from olah import server
+
+    args = server.init()
+    uvicorn.run(RangeRequests(server.app), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    _serve()

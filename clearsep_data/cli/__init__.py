@@ -13,3 +13,4 @@ from clearsep_data.cli import demo_corpus as _demo_corpus; app.command("demo-cor
 from clearsep_data.cli import evaluate as _evaluate; app.command("evaluate")(_evaluate.evaluate)
 from clearsep_data.cli import stats as _stats; app.command("stats")(_stats.stats)
 from clearsep_data.cli import train as _train; app.command("train")(_train.train)
+from clearsep_data.cli import push as _push; app.add_typer(_push.app, name="push")

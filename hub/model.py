@@ -1,0 +1,220 @@
+"""Stage a trained ClearSepModel folder as a Hub model repository: config, safetensors, card.
+
+``library_name`` is ``clearsep-data``, not ``transformers``: the checkpoint is a regular
+transformers folder, but ``model_type="clearsep"`` is registered with ``AutoModel`` only once
+``clearsep_data`` is imported. With ``library_name: transformers`` the Hub would show every visitor
+an ``AutoModel.from_pretrained`` snippet that fails without our package; the card's own usage
+section shows the working one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+
+from clearsep_data.hub.staging import (
+    StagedRepo,
+    StagingError,
+    flatten,
+    prepare_stage_dir,
+    read_json,
+    redact_secrets,
+    render_card,
+    write_json,
+)
+
+LIBRARY_NAME = "clearsep-data"
+DEFAULT_LICENSE = "apache-2.0"
+MODEL_TAGS = ["audio", "source-separation", "audioset", "query-conditioned", "clearsep"]
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+PROVENANCE_FILES = ("eval.json", "training_args.json")
+METRIC_NAMES = {"sdr": "SDR (dB)", "si_sdr": "SI-SDR (dB)", "sdri": "SDRi (dB)", "si_sdri": "SI-SDRi (dB)"}
+TRAINING_SUMMARY_KEYS = ("datasets", "init", "preset", "steps", "batch_size", "segment_seconds", "lr", "loss",
+                         "queries_per_mixture", "quality", "natural_rate", "seed")  # fmt: skip
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def stage_model(
+    model_dir: str | os.PathLike,
+    stage_dir: str | os.PathLike,
+    *,
+    repo_id: str,
+    license: str = DEFAULT_LICENSE,
+    datasets: list[str] | None = None,
+) -> StagedRepo:
+    """Write the repository of the ``save_pretrained`` folder ``model_dir`` to ``stage_dir``.
+
+    The repository holds ``config.json``, the safetensors weights (pickled weights are refused),
+    ``eval.json`` / ``training_args.json`` when present (credential-like keys removed) and a
+    ``README.md`` model card with ``model-index`` results from ``eval.json``. ``datasets`` (Hub ids)
+    default to the Hub ids among ``training_args.json``'s ``datasets``.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    source = Path(model_dir)
+    if not (source / "config.json").is_file():
+        raise StagingError(f"{source}: no config.json (push a folder written by `ClearSepModel.save_pretrained`)")
+    config = read_json(source / "config.json")
+    if config.get("model_type") != "clearsep":
+        raise StagingError(f"{source / 'config.json'}: model_type is {config.get('model_type')!r}, not 'clearsep'")
+    weights = _weight_files(source)
+    provenance = {name: redact_secrets(read_json(source / name)) for name in PROVENANCE_FILES if (source / name).is_file()}
+    evaluation = provenance.get("eval.json")
+    if evaluation is not None:
+        _check_eval(evaluation, source / "eval.json")
+
+    stage = prepare_stage_dir(stage_dir)
+    shutil.copy2(source / "config.json", stage / "config.json")
+    for path in weights:
+        shutil.copy2(path, stage / path.name)
+    for name, value in provenance.items():
+        write_json(stage / name, value)
+
+    training = provenance.get("training_args.json", {})
+    if datasets is None:
+        datasets = [name for name in training.get("datasets") or [] if _is_hub_id(name)]
+    model_name = repo_id.split("/")[-1]
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=license,
+        pipeline_tag="audio-to-audio",
+        tags=MODEL_TAGS,
+        datasets=datasets or None,
+        model_name=model_name,
+        eval_results=_eval_results(evaluation) if evaluation else None,
+    )
+    values = _card_values(config, weights, training, evaluation, repo_id, model_name)
+    card = render_card(ModelCard, card_data, "model_card.md", **values)
+    (stage / "README.md").write_text(str(card), encoding="utf-8")
+    return StagedRepo(stage, "model", repo_id, replaced_patterns=("*.safetensors", "model.safetensors.index.json"))
+
+
+def _weight_files(source: Path) -> list[Path]:
+    """``model.safetensors``, or a safetensors index and every shard it names; never pickles."""
+    index = source / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
+        missing = [name for name in shards if not (source / name).is_file()]
+        if not shards or missing:
+            raise StagingError(f"{index}: shard(s) {missing or '(none listed)'} missing from {source}")
+        return [index, *(source / name for name in shards)]
+    if (source / "model.safetensors").is_file():
+        return [source / "model.safetensors"]
+    pickles = sorted(path.name for path in source.iterdir() if path.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise StagingError(
+            f"{source}: only pickled weights ({', '.join(pickles)}); only safetensors are published. "
+            "Re-save with `model.save_pretrained(folder)` (safetensors is the default)."
+        )
+    raise StagingError(f"{source}: no model.safetensors (or model.safetensors.index.json) found")
+
+
+def _check_eval(evaluation: dict, path: Path) -> None:
+    metrics = evaluation.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise StagingError(f"{path}: expected a non-empty 'metrics' object, e.g. {{\"si_sdri\": 7.1}}")
+    bad = [key for key, value in metrics.items() if not isinstance(value, (int, float)) or isinstance(value, bool)]
+    if bad:
+        raise StagingError(f"{path}: metrics {bad} are not numbers")
+    if not evaluation.get("dataset"):
+        raise StagingError(f"{path}: missing 'dataset' (the evaluation set, a Hub id or a name)")
+
+
+def _is_hub_id(name: str) -> bool:
+    return bool(_HUB_ID.match(name)) and not os.path.exists(name)
+
+
+def _dataset_reference(name: str) -> str:
+    """A Hub id as is; a local path reduced to its folder name (local paths mean nothing on the Hub)."""
+    return name if _is_hub_id(name) else Path(name.rstrip("/")).name or name
+
+
+def _eval_results(evaluation: dict) -> list:
+    from huggingface_hub import EvalResult
+
+    dataset = _dataset_reference(str(evaluation["dataset"]))
+    return [
+        EvalResult(
+            task_type="audio-to-audio",
+            task_name="Query-conditioned sound separation",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split=evaluation.get("split"),
+            metric_type=metric,
+            metric_name=METRIC_NAMES.get(metric, metric),
+            metric_value=round(float(value), 2),
+        )
+        for metric, value in evaluation["metrics"].items()
+    ]
+
+
+def _stored_values(weights: list[Path]) -> int:
+    """Number of values in the weights (parameters and buffers), from the safetensors headers (nothing loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in weights:
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="np") as handle:
+                for name in handle.keys():
+                    shape = handle.get_slice(name).get_shape()
+                    total += math.prod(shape)
+    return total
+
+
+def _card_values(config: dict, weights: list[Path], training: dict, evaluation: dict | None, repo_id: str, model_name: str) -> dict:
+    from clearsep_data.stats import SummaryTable
+
+    id2label = {int(index): name for index, name in (config.get("id2label") or {}).items()}
+    mids = config.get("label_mids") or []
+    label_rows = [[str(index), name, mids[index] if index < len(mids) else ""] for index, name in sorted(id2label.items())]
+    examples = [name for _, name in sorted(id2label.items())][:2]
+    values = {
+        "repo_id": repo_id,
+        "model_name": model_name,
+        "stored_values": _count(_stored_values(weights)),
+        "config": config,
+        "example_queries": examples,
+        "label_table": SummaryTable("Queries", ["id", "name", "MID"], label_rows),
+        "training_table": None,
+        "all_training_table": None,
+        "eval": evaluation,
+        "metrics_table": None,
+        "per_class_table": None,
+    }
+    if training:
+        summary = [[key, value] for key, value in flatten({k: training[k] for k in TRAINING_SUMMARY_KEYS if k in training})]
+        values["training_table"] = SummaryTable("Training", ["argument", "value"], summary)
+        values["all_training_table"] = SummaryTable("All", ["argument", "value"], [list(row) for row in flatten(training)])
+    if evaluation:
+        metrics = list(evaluation["metrics"])
+        rows = []
+        for row_name, key in (("model", "metrics"), ("mixture (no separation)", "mixture"), ("oracle", "oracle")):
+            scores = evaluation.get(key)
+            if isinstance(scores, dict):
+                label = f"oracle ({scores['method']})" if key == "oracle" and scores.get("method") else row_name
+                rows.append([label, *(_number(scores.get(metric)) for metric in metrics)])
+        values["metrics_table"] = SummaryTable("Evaluation", ["", *(METRIC_NAMES.get(m, m) for m in metrics)], rows)
+        per_class = evaluation.get("per_class")
+        if isinstance(per_class, dict) and per_class:
+            rows = [
+                [name, str(scores.get("count", "")), *(_number(scores.get(metric)) for metric in metrics)]
+                for name, scores in per_class.items()
+                if isinstance(scores, dict)
+            ]
+            values["per_class_table"] = SummaryTable(
+                "Per class", ["class", "items", *(METRIC_NAMES.get(m, m) for m in metrics)], rows
+            )
+        values["eval_dataset"] = _dataset_reference(str(evaluation["dataset"]))
+    return values
+
+
+def _count(value: int) -> str:
+    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.1f}K" if value >= 1e3 else str(value)
+
+
+def _number(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""

@@ -1,0 +1,380 @@
+"""The Hub release: staged dataset/model repositories, their cards, the upload calls, and loading back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import REJECTED_ROWS, TRAIN_ROWS, write_track_dataset
+from typer.testing import CliRunner
+
+from clearsep_data.cli import app
+from clearsep_data.hub.dataset import stage_dataset
+from clearsep_data.hub.model import stage_model
+from clearsep_data.hub.staging import StagingError
+from clearsep_data.schema import TRACK_FIELDS, track_features
+
+TOKEN = "hf_ClearSepTestTokenNeverPublish0123"
+EVAL = {
+    "model": "runs/small",
+    "dataset": "clearsep/audioset-eval",
+    "split": "eval",
+    "num_clips": 10,
+    "num_items": 24,
+    "metrics": {"sdr": 5.1, "si_sdr": 4.2, "sdri": 6.0, "si_sdri": 7.254},
+    "per_class": {"Speech": {"mid": "/m/09x0r", "count": 12, "sdr": 5.0, "si_sdr": 4.0, "sdri": 6.1, "si_sdri": 7.0}},
+    "mixture": {"sdr": -0.9, "si_sdr": -3.05, "sdri": 0.0, "si_sdri": 0.0},
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny ClearSepModel saved with save_pretrained, with eval.json and training_args.json."""
+    import torch
+
+    from clearsep_data import ClearSepConfig, ClearSepModel
+
+    folder = tmp_path_factory.mktemp("model")
+    config = ClearSepConfig(
+        label_mids=["/m/09x0r", "/m/05tny_"], id2label={0: "Speech", 1: "Bark"}, channels=[4, 8], query_dim=8, n_fft=256, hop_length=64
+    )
+    torch.manual_seed(0)
+    ClearSepModel(config).save_pretrained(folder)
+    (folder / "eval.json").write_text(json.dumps(EVAL))
+    training = {"datasets": ["clearsep/tracks", str(folder)], "preset": "small", "steps": 100, "lr": 0.001,
+                "hub_token": TOKEN, "provenance": {"versions": {"torch": torch.__version__}, "wandb_api_key": "k"}}  # fmt: skip
+    (folder / "training_args.json").write_text(json.dumps(training))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def many_tracks(tmp_path_factory):
+    """150 accepted + 2 rejected tracks: enough rows for several 64-row batches, hence several shards."""
+    return write_track_dataset(tmp_path_factory.mktemp("many") / "tracks", train=TRAIN_ROWS * 30)
+
+
+def read_rows(paths):
+    import pyarrow as pa
+
+    return pa.concat_tables([pq.read_table(path) for path in paths]).to_pylist()
+
+
+# --- the staged dataset repository -------------------------------------------------------------
+
+
+def test_staged_dataset_is_resharded_and_keeps_every_row(many_tracks, tmp_path):
+    track_dataset = many_tracks
+    staged = stage_dataset(track_dataset, tmp_path / "stage", repo_id="clearsep/tracks", max_shard_size="100KB")
+
+    shards = sorted((staged.path / "data").glob("train-*.parquet"))
+    assert len(shards) > 1
+    assert [path.name for path in shards] == [f"train-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
+    source = read_rows([track_dataset / "data/train-00000-of-00001.parquet"])
+    assert read_rows(shards) == source  # same rows, same order, audio bytes embedded
+    assert all(row["audio"]["bytes"] for row in source)
+    assert read_rows(sorted((staged.path / "data").glob("rejected-*.parquet"))) == read_rows(
+        [track_dataset / "data/rejected-00000-of-00001.parquet"]
+    )
+    files = dict(staged.files())
+    assert {"README.md", "stats.json", "build.json", "plots/quality_histograms.png", "plots/tracks_per_class.png"} <= set(files)
+    assert staged.total_size == sum(files.values())
+    stats = json.loads((staged.path / "stats.json").read_text())
+    assert stats["source"] == "clearsep/tracks" and stats["num_accepted"] == 30 * len(TRAIN_ROWS)
+
+
+def test_dataset_card_metadata_is_valid_for_hub_and_datasets(track_dataset, tmp_path):
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    staged = stage_dataset(track_dataset, tmp_path / "stage", repo_id="clearsep/tracks")
+    card = DatasetCard.load(staged.path / "README.md")
+    data = card.data
+    assert data.license == "other" and data.license_link.startswith("https://research.google.com/audioset")
+    assert data.task_categories == ["audio-to-audio"] and data.size_categories == ["n<1K"]
+    assert {"audio", "source-separation", "audioset"} <= set(data.tags)
+    configs = MetadataConfigs.from_dataset_card_data(data)
+    assert configs["default"]["data_files"] == [
+        {"split": "train", "path": "data/train-*"},
+        {"split": "rejected", "path": "data/rejected-*"},
+    ]
+    info = DatasetInfosDict.from_dataset_card_data(data)["default"]
+    assert info.features == track_features(16000)
+    assert {name: split.num_examples for name, split in info.splits.items()} == {"train": 5, "rejected": 2}
+    assert all(split.num_bytes > 0 for split in info.splits.values())
+
+    body = card.text
+    for link in ("plots/quality_histograms.png", "plots/tracks_per_class.png"):
+        assert f"]({link})" in body and (staged.path / link).is_file()
+    assert 'load_dataset("clearsep/tracks", split="train")' in body
+    assert "| Bark | /m/05tny_ | 2 | 1 | 66.7% |" in body
+    assert "| re_sdr < 10 | 2 | 100.0% |" in body
+    assert "| corpus | demo-corpus |" in body  # from build.json
+    assert "CC BY 4.0" in body and "YouTube" in body
+    for field in TRACK_FIELDS:
+        assert f"| `{field}` |" in body
+
+
+def test_license_option_and_stage_dir_rules(track_dataset, tmp_path):
+    from huggingface_hub import DatasetCard
+
+    staged = stage_dataset(track_dataset, tmp_path / "stage", repo_id="me/synthetic", license="cc-by-4.0")
+    data = DatasetCard.load(staged.path / "README.md").data
+    assert data.license == "cc-by-4.0" and "license_link" not in data.to_dict()
+    with pytest.raises(StagingError, match="must be empty"):
+        stage_dataset(track_dataset, tmp_path / "stage", repo_id="me/synthetic")
+    with pytest.raises(StagingError, match="not a size"):
+        stage_dataset(track_dataset, tmp_path / "other", repo_id="me/x", max_shard_size="big")
+
+
+def test_dataset_without_audio_bytes_is_refused(tmp_path):
+    import pyarrow as pa
+
+    root = write_track_dataset(tmp_path / "tracks", rejected=[])
+    shard = root / "data/train-00000-of-00001.parquet"
+    table = pq.read_table(shard)
+    audio = table.column("audio").combine_chunks()
+    path_only = pa.StructArray.from_arrays(
+        [pa.nulls(len(table), pa.binary()), pa.array([f"t{i}.flac" for i in range(len(table))])], fields=list(audio.type)
+    )
+    pq.write_table(table.set_column(0, "audio", path_only).replace_schema_metadata(table.schema.metadata), shard)
+    with pytest.raises(StagingError, match=r"train-00000-of-00001.parquet: 5 row\(s\) have no audio bytes"):
+        stage_dataset(root, tmp_path / "stage", repo_id="me/x")
+
+
+# --- the staged model repository ---------------------------------------------------------------
+
+
+def test_staged_model_repo_and_card(model_dir, tmp_path):
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    staged = stage_model(model_dir, tmp_path / "stage", repo_id="clearsep/clearsep-small")
+    assert [name for name, _ in staged.files()] == [
+        "README.md", "config.json", "eval.json", "model.safetensors", "training_args.json"
+    ]  # fmt: skip
+    assert (staged.path / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
+    training = json.loads((staged.path / "training_args.json").read_text())
+    assert "hub_token" not in training and "wandb_api_key" not in training["provenance"]
+    assert training["steps"] == 100
+
+    card = ModelCard.load(staged.path / "README.md")
+    data = card.data
+    assert (data.library_name, data.pipeline_tag, data.license) == ("clearsep-data", "audio-to-audio", "apache-2.0")
+    assert data.datasets == ["clearsep/tracks"]  # the local path of training_args.json is not a Hub id
+    name, results = model_index_to_eval_results(data.to_dict()["model-index"])
+    assert name == "clearsep-small"
+    assert {(r.metric_type, r.metric_value) for r in results} == {("sdr", 5.1), ("si_sdr", 4.2), ("sdri", 6.0), ("si_sdri", 7.25)}
+    assert {(r.task_type, r.dataset_type, r.dataset_split) for r in results} == {("audio-to-audio", "clearsep/audioset-eval", "eval")}
+    assert 'ClearSepModel.from_pretrained("clearsep/clearsep-small")' in card.text
+    assert '.separate(mixture.T, ["Speech", "Bark"], sampling_rate=rate)' in card.text
+    assert "| model | 5.10 | 4.20 | 6.00 | 7.25 |" in card.text
+    assert "| 1 | Bark | /m/05tny_ |" in card.text
+    assert TOKEN not in card.text
+
+
+def test_model_staging_refuses_unusable_folders(model_dir, tmp_path):
+    import shutil
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(model_dir / "config.json", pickled)
+    (pickled / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(StagingError, match=r"only pickled weights \(pytorch_model.bin\)"):
+        stage_model(pickled, tmp_path / "a", repo_id="me/m")
+
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(StagingError, match="model_type is 'bert', not 'clearsep'"):
+        stage_model(other, tmp_path / "b", repo_id="me/m")
+
+    bad_eval = tmp_path / "bad_eval"
+    shutil.copytree(model_dir, bad_eval)
+    (bad_eval / "eval.json").write_text(json.dumps({"dataset": "x", "metrics": {"sdr": "high"}}))
+    with pytest.raises(StagingError, match=r"eval.json: metrics \['sdr'\] are not numbers"):
+        stage_model(bad_eval, tmp_path / "c", repo_id="me/m")
+
+
+# --- the upload calls --------------------------------------------------------------------------
+
+
+class RecordingHfApi:
+    """Replaces the network methods of HfApi; records what our code passes to huggingface_hub."""
+
+    def __init__(self, monkeypatch):
+        from huggingface_hub import HfApi, get_token
+
+        self.calls = []
+        recorder = self
+
+        def create_repo(api, repo_id, **kwargs):
+            recorder.calls.append(("create_repo", repo_id, kwargs, api.token, get_token()))
+            return f"https://hub.test/{kwargs.get('repo_type')}s/{repo_id}"
+
+        def create_branch(api, repo_id, **kwargs):
+            recorder.calls.append(("create_branch", repo_id, kwargs, api.token, get_token()))
+
+        def upload_folder(api, **kwargs):
+            from pathlib import Path
+
+            folder = Path(kwargs["folder_path"])
+            snapshot = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+            recorder.calls.append(("upload_folder", kwargs["repo_id"], kwargs, api.token, get_token()))
+            recorder.uploaded = snapshot
+            return type("CommitInfo", (), {"commit_url": f"https://hub.test/{kwargs['repo_id']}/commit/abc"})()
+
+        for name, method in (("create_repo", create_repo), ("create_branch", create_branch), ("upload_folder", upload_folder)):
+            monkeypatch.setattr(HfApi, name, method)
+
+
+def test_push_dataset_passes_repo_revision_and_token_to_huggingface_hub(many_tracks, monkeypatch, caplog):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    api = RecordingHfApi(monkeypatch)
+    caplog.set_level(logging.DEBUG)
+    result = CliRunner().invoke(
+        app,
+        ["push", "dataset", str(many_tracks), "--repo-id", "clearsep/tracks", "--token", TOKEN, "--private",
+         "--revision", "v1", "--commit-message", "First release", "--max-shard-size", "100KB"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [call[0] for call in api.calls] == ["create_repo", "create_branch", "upload_folder"]
+    (_, repo_id, repo_kwargs, repo_token, _), (_, _, branch_kwargs, _, _), (_, upload_id, upload, upload_token, _) = api.calls
+    assert repo_id == upload_id == "clearsep/tracks"
+    assert repo_kwargs == {"repo_type": "dataset", "private": True, "exist_ok": True}
+    assert branch_kwargs == {"branch": "v1", "repo_type": "dataset", "exist_ok": True}
+    assert repo_token == upload_token == TOKEN
+    assert (upload["repo_type"], upload["revision"], upload["commit_message"]) == ("dataset", "v1", "First release")
+    assert set(upload["delete_patterns"]) == {"data/*.parquet", "plots/*.png"}
+    uploaded = api.uploaded
+    train_shards = [name for name in uploaded if name.startswith("data/train-")]
+    assert len(train_shards) > 1 and "README.md" in uploaded and "stats.json" in uploaded
+    assert all(TOKEN.encode() not in content for content in uploaded.values())
+    assert TOKEN not in result.output and TOKEN not in caplog.text
+    assert "https://hub.test/clearsep/tracks/commit/abc" in result.output
+
+
+def test_push_model_uses_hf_token_from_environment(model_dir, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    api = RecordingHfApi(monkeypatch)
+    result = CliRunner().invoke(app, ["push", "model", str(model_dir), "--repo-id", "clearsep/clearsep-small"])
+    assert result.exit_code == 0, result.output
+    assert [call[0] for call in api.calls] == ["create_repo", "upload_folder"]  # main: no branch to create
+    (_, _, repo_kwargs, api_token, resolved), (_, _, upload, _, _) = api.calls
+    assert repo_kwargs == {"repo_type": "model", "private": None, "exist_ok": True}  # visibility left to the Hub
+    assert api_token is None and resolved == TOKEN  # huggingface_hub resolves HF_TOKEN itself
+    assert (upload["repo_type"], upload["revision"]) == ("model", "main")
+    assert upload["commit_message"].startswith("Upload model with clearsep-data")
+    assert sorted(api.uploaded) == ["README.md", "config.json", "eval.json", "model.safetensors", "training_args.json"]
+    assert all(TOKEN.encode() not in content for content in api.uploaded.values())
+    assert TOKEN not in result.output
+
+
+def test_token_found_in_a_staged_file_stops_the_upload(tmp_path, monkeypatch):
+    root = write_track_dataset(tmp_path / "tracks")
+    (root / "build.json").write_text(json.dumps({"corpus": "x", "note": f"pushed with {TOKEN}"}))
+    api = RecordingHfApi(monkeypatch)
+    result = CliRunner().invoke(app, ["push", "dataset", str(root), "--repo-id", "me/x", "--token", TOKEN])
+    assert result.exit_code == 1
+    assert re.search(r"(README\.md|build\.json): contains the Hub token; refusing to upload it", result.output)
+    assert api.calls == [] and TOKEN not in result.output
+
+
+def test_dry_run_stages_and_lists_files_without_any_hub_call(track_dataset, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("no Hub call in a dry run")
+
+    for name in ("create_repo", "create_branch", "upload_folder"):
+        monkeypatch.setattr(HfApi, name, forbidden)
+    stage = tmp_path / "stage"
+    result = CliRunner().invoke(
+        app, ["push", "dataset", str(track_dataset), "--repo-id", "clearsep/tracks", "--dry-run", "--stage-dir", str(stage)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Dry run: nothing uploaded" in result.output
+    for name in ("README.md", "train-00000-of-00001.parquet", "quality_histograms.png", "stats.json"):
+        assert name in result.output
+    assert (stage / "data/train-00000-of-00001.parquet").is_file() and (stage / "README.md").is_file()
+
+
+# --- loading back from a Hub, as users do ------------------------------------------------------
+
+
+def test_dataset_loads_back_from_the_hub(hub, many_tracks, tmp_path):
+    from datasets import load_dataset
+
+    from clearsep_data.stats import StatsError, compute_stats
+
+    staged = stage_dataset(many_tracks, tmp_path / "stage", repo_id="clearsep/tracks", max_shard_size="100KB")
+    assert len(list((staged.path / "data").glob("train-*.parquet"))) > 1
+    hub.publish(staged.path, "dataset", "clearsep/tracks")
+
+    remote = load_dataset("clearsep/tracks")
+    local = load_dataset(str(many_tracks))
+    assert set(remote) == {"train", "rejected"}
+    assert remote["train"].features == track_features(16000)
+    for split, rows in (("train", TRAIN_ROWS * 30), ("rejected", REJECTED_ROWS)):
+        assert remote[split].num_rows == len(rows)
+        expected = local[split].remove_columns("audio").to_list()
+        assert remote[split].remove_columns("audio").to_list() == expected
+        for got, want in zip(remote[split]["audio"], local[split]["audio"]):
+            got, want = got.get_all_samples(), want.get_all_samples()
+            assert got.sample_rate == want.sample_rate == 16000
+            np.testing.assert_array_equal(got.data.numpy(), want.data.numpy())
+
+    streamed = list(load_dataset("clearsep/tracks", split="train", streaming=True))
+    assert [row["track_id"] for row in streamed] == remote["train"]["track_id"]
+    np.testing.assert_array_equal(
+        streamed[-1]["audio"].get_all_samples().data.numpy(), remote["train"][-1]["audio"].get_all_samples().data.numpy()
+    )
+
+    result = CliRunner().invoke(app, ["stats", "clearsep/tracks"])
+    assert result.exit_code == 0 and "150 accepted, 2 rejected" in result.output, result.output
+    with pytest.raises(StatsError, match="clearsep/missing: no such dataset"):
+        compute_stats("clearsep/missing")
+    from_hub = compute_stats("clearsep/tracks").to_json()
+    from_folder = compute_stats(staged.path).to_json()
+    assert from_hub.pop("source") == "clearsep/tracks"
+    from_folder.pop("source")
+    assert from_hub == from_folder
+
+
+def test_dataset_branch_revision_loads_back(hub, tmp_path):
+    from datasets import load_dataset
+
+    root = write_track_dataset(tmp_path / "tracks", train=TRAIN_ROWS[:2], rejected=[])
+    staged = stage_dataset(root, tmp_path / "stage", repo_id="clearsep/tracks-rev")
+    hub.publish(staged.path, "dataset", "clearsep/tracks-rev")
+    smaller = stage_dataset(write_track_dataset(tmp_path / "v2", train=TRAIN_ROWS[:1], rejected=[]), tmp_path / "s2", repo_id="x/y")
+    hub.publish(smaller.path, "dataset", "clearsep/tracks-rev", revision="v2")
+    assert load_dataset("clearsep/tracks-rev", split="train").num_rows == 2
+    assert load_dataset("clearsep/tracks-rev", split="train", revision="v2").num_rows == 1
+
+
+def test_model_loads_back_from_the_hub(hub, model_dir, tmp_path):
+    import torch
+    from transformers import AutoModel
+
+    from clearsep_data import ClearSepModel
+
+    staged = stage_model(model_dir, tmp_path / "stage", repo_id="clearsep/clearsep-small")
+    hub.publish(staged.path, "model", "clearsep/clearsep-small")
+
+    local = ClearSepModel.from_pretrained(model_dir)
+    remote = ClearSepModel.from_pretrained("clearsep/clearsep-small")
+    auto = AutoModel.from_pretrained("clearsep/clearsep-small")
+    assert type(auto) is ClearSepModel
+    assert remote.config.id2label == {0: "Speech", 1: "Bark"}
+    for model in (remote, auto):
+        for (name, tensor), (_, expected) in zip(model.state_dict().items(), local.state_dict().items()):
+            assert torch.equal(tensor, expected), name
+    mixture = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    expected = local.separate(mixture, ["Speech", "Bark"], sampling_rate=16000)
+    np.testing.assert_array_equal(remote.separate(mixture, ["Speech", "/m/05tny_"], sampling_rate=16000), expected)
+    np.testing.assert_array_equal(auto.separate(mixture, ["Speech", "Bark"], sampling_rate=16000), expected)
