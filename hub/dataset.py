@@ -77,7 +77,7 @@ def stage_dataset(
             if (source / name).is_file():
                 write_json(stage / name, redact_secrets(read_json(source / name)))
         for name in COPIED_FILES:
-            if (source / name).is_file():
+            if (source / name).is_file() and (source / name).stat().st_size:
                 shutil.copy2(source / name, stage / name)
         stats = compute_stats(stage)
     except StatsError as error:
@@ -144,10 +144,11 @@ def _card_values(stats, features, repo_id: str, has_skips: bool) -> dict:
 
     tables = {table.title: table for table in summary_tables(stats)}
     build = stats.provenance.get("build.json", {})
-    record = {"settings": build.get("fingerprint", {}), "summary": build.get("summary", {})} if "fingerprint" in build else build
-    record = {**record, **stats.provenance.get("summary.json", {})}
+    if isinstance(build.get("fingerprint"), dict):  # `clearsep-data build`: settings, then the counts they gave
+        build = {**build["fingerprint"], **build.get("summary", {})}
+    record = {**build, **stats.provenance.get("summary.json", {})}
     build_rows = [[key, value] for key, value in flatten(_without(record, BUILD_SUMMARY_OMITTED)) if value != ""]
-    skip_reasons = (record.get("summary", {}) or {}).get("skip_reasons") or record.get("skip_reasons") or {}
+    skip_reasons = record.get("skip_reasons") or {}
     accepted_classes = [c for c in stats.classes if c.accepted] or stats.classes
     return {
         "repo_id": repo_id,

@@ -68,9 +68,9 @@ def write_track_dataset(root: Path, train: list[tuple] = TRAIN_ROWS, rejected: l
         if rows:
             dataset = Dataset.from_list(track_rows(rows, split), features=track_features(SAMPLING_RATE))
             dataset.to_parquet(root / "data" / f"{split}-00000-of-00001.parquet")
-    (root / "build.json").write_text(
-        json.dumps({"corpus": "demo-corpus", "iteration": 0, "model": "clearsep/clearsep-small@abc123"}), encoding="utf-8"
-    )
+    fingerprint = {"corpus": "demo-corpus", "iteration": 0, "model": "clearsep/clearsep-small@abc123", "thresholds": {"min_re_sdr": 10.0}}
+    summary = {"clips": 8, "skipped_clips": 1, "skip_reasons": {"audio is shorter than its segment": 1}}
+    (root / "build.json").write_text(json.dumps({"fingerprint": fingerprint, "summary": summary}), encoding="utf-8")
     return root
 
 

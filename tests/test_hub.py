@@ -113,7 +113,8 @@ def test_dataset_card_metadata_is_valid_for_hub_and_datasets(track_dataset, tmp_
     assert 'load_dataset("clearsep/tracks", split="train")' in body
     assert "| Bark | /m/05tny_ | 2 | 1 | 66.7% |" in body
     assert "| re_sdr < 10 | 2 | 100.0% |" in body
-    assert "| corpus | demo-corpus |" in body  # from build.json
+    assert "| corpus | demo-corpus |" in body and "| thresholds.min_re_sdr | 10 |" in body  # from build.json
+    assert "| audio is shorter than its segment | 1 |" in body
     assert "CC BY 4.0" in body and "YouTube" in body
     for field in TRACK_FIELDS:
         assert f"| `{field}` |" in body

@@ -40,7 +40,7 @@ def test_counts_per_class_split_and_origin(track_dataset):
     assert stats.iterations == {0: 7}
     assert stats.models == {"clearsep/clearsep-small@abc123": 6}
     assert list(stats.thresholds.values()) == [7]
-    assert stats.provenance["build.json"]["corpus"] == "demo-corpus"
+    assert stats.provenance["build.json"]["fingerprint"]["corpus"] == "demo-corpus"
 
 
 @pytest.mark.parametrize("name", QUALITY_FIELDS)

@@ -35,8 +35,9 @@ def stats(
         if not summary.rows:
             continue
         table = Table(title=summary.title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for column, numeric in zip(summary.columns, summary.numeric()):
-            table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
+        for position, (column, numeric) in enumerate(zip(summary.columns, summary.numeric())):
+            short = numeric or position == 0 or column == "group"  # long text (model ids, JSON) wraps instead
+            table.add_column(column, justify="right" if numeric else "left", no_wrap=short, overflow="fold")
         for row in summary.rows:
             table.add_row(*row)
         console.print(table)
