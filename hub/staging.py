@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-SECRET_KEY = re.compile(r"token|secret|password|passwd|api[_-]?key|credential", re.IGNORECASE)
+SECRET_KEY = re.compile(r"(^|[_-])(token|secret|password|passwd|api[_-]?key|credentials?)($|[_-])", re.IGNORECASE)
+"""Keys dropped from published JSON: ``hub_token``, ``wandb_api_key``, ``password``... (not ``tokenizer``)."""
+LONG_LIST = 20
 
 
 class StagingError(ValueError):
@@ -87,7 +89,8 @@ def flatten(value, prefix: str = "") -> list[tuple[str, str]]:
         return rows
     if isinstance(value, list):
         if all(not isinstance(item, (dict, list)) for item in value):
-            return [(prefix, ", ".join(str(item) for item in value))]
+            shown = ", ".join(str(item) for item in value[:LONG_LIST])
+            return [(prefix, shown + (f", ... ({len(value)} items)" if len(value) > LONG_LIST else ""))]
         return [row for index, item in enumerate(value) for row in flatten(item, f"{prefix}[{index}]")]
     if isinstance(value, float):
         return [(prefix, f"{value:g}")]

@@ -215,6 +215,7 @@ class RecordingHfApi:
 
         def create_repo(api, repo_id, **kwargs):
             recorder.calls.append(("create_repo", repo_id, kwargs, api.token, get_token()))
+            recorder.endpoint = api.endpoint
             return f"https://hub.test/{kwargs.get('repo_type')}s/{repo_id}"
 
         def create_branch(api, repo_id, **kwargs):
@@ -259,8 +260,11 @@ def test_push_dataset_passes_repo_revision_and_token_to_huggingface_hub(many_tra
     assert "https://hub.test/clearsep/tracks/commit/abc" in result.output
 
 
-def test_push_model_uses_hf_token_from_environment(model_dir, monkeypatch):
+def test_push_model_uses_hf_token_and_endpoint_from_environment(model_dir, monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # what HF_ENDPOINT sets at import
     api = RecordingHfApi(monkeypatch)
     result = CliRunner().invoke(app, ["push", "model", str(model_dir), "--repo-id", "clearsep/clearsep-small"])
     assert result.exit_code == 0, result.output
@@ -268,6 +272,7 @@ def test_push_model_uses_hf_token_from_environment(model_dir, monkeypatch):
     (_, _, repo_kwargs, api_token, resolved), (_, _, upload, _, _) = api.calls
     assert repo_kwargs == {"repo_type": "model", "private": None, "exist_ok": True}  # visibility left to the Hub
     assert api_token is None and resolved == TOKEN  # huggingface_hub resolves HF_TOKEN itself
+    assert api.endpoint == "http://127.0.0.1:9"
     assert (upload["repo_type"], upload["revision"]) == ("model", "main")
     assert upload["commit_message"].startswith("Upload model with clearsep-data")
     assert sorted(api.uploaded) == ["README.md", "config.json", "eval.json", "model.safetensors", "training_args.json"]
