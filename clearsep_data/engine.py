@@ -455,10 +455,7 @@ def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True
 def _run_with_progress(runner: BlockRunner, corpus, show: bool, world: int) -> int:
     if not show:
         return runner.run()
-    try:
-        total = math.ceil(len(corpus) / world)
-    except TypeError:
-        total = None
+    total = None if corpus.num_rows is None else math.ceil(corpus.num_rows / world)
     start = time.monotonic()
     with progress_bar() as bar:
         task = bar.add_task("build", total=total, rate="0.0", accept="-")

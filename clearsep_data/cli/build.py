@@ -23,7 +23,7 @@ def build(
     iteration: Annotated[int, typer.Option(help="Round of the ClearSep loop, stored with every track.")] = 0,
     segments: Annotated[Optional[str], typer.Option(help="Segments CSV of an AudioSet-style folder (default balanced_train_segments.csv).")] = None,
     ontology: Annotated[Optional[str], typer.Option(help="ontology.json to use instead of the corpus's own.")] = None,
-    split: Annotated[str, typer.Option(help="Split of a Hugging Face dataset corpus.")] = "train",
+    split: Annotated[str, typer.Option(help="Split: of a Hugging Face dataset corpus, or `{split}_segments.csv` of a folder (`train`: balanced_train_segments.csv).")] = "train",
     labels_column: Annotated[str, typer.Option(help="Labels column of a Hugging Face dataset corpus.")] = "labels",
     audio_column: Annotated[str, typer.Option(help="Audio column of a Hugging Face dataset corpus.")] = "audio",
     streaming: Annotated[bool, typer.Option(help="Stream a Hugging Face dataset corpus.")] = False,

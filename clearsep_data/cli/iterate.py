@@ -1,0 +1,77 @@
+"""``clearsep-data iterate``: the ClearSep loop (engine, filter, retrain) for several rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def iterate(
+    corpus: Annotated[str, typer.Argument(help="AudioSet-style corpus folder (with eval_segments.csv + references/ to score each round).")],
+    output_dir: Annotated[Path, typer.Argument(help="Where round-k/{tracks,model,eval.json}, summary.json and rounds.png go.")],
+    rounds: Annotated[int, typer.Option(help="Rounds after round 0.")] = 2,
+    train_steps: Annotated[int, typer.Option(help="Training steps of each round.")] = 600,
+    round0_steps: Annotated[Optional[int], typer.Option(help="Training steps of round 0 (default: --train-steps).")] = None,
+    thresholds: Annotated[Optional[Path], typer.Option(help="Round-1 thresholds file (.json/.toml); later rounds tighten it.")] = None,
+    threshold_step: Annotated[float, typer.Option(help="dB by which each round after the first tightens the thresholds.")] = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Training mixtures per step.")] = 8,
+    segment_seconds: Annotated[float, typer.Option(help="Length of the training crops.")] = 4.0,
+    seed: Annotated[int, typer.Option(help="Seed of round 0 (round k uses seed + k).")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train on clean clips, separate the natural ones, keep what passes, retrain; resumes if killed."""
+    from rich.console import Console
+
+    from clearsep_data.filtering import Thresholds, ThresholdsError
+    from clearsep_data.loop import PLOT_FILE, SUMMARY_FILE, LoopConfig, run_loop
+
+    console = Console()
+    try:
+        config = LoopConfig(
+            corpus=corpus,
+            output_dir=output_dir,
+            rounds=rounds,
+            train_steps=train_steps,
+            round0_steps=round0_steps,
+            thresholds=Thresholds.from_file(thresholds) if thresholds else Thresholds(),
+            threshold_step=threshold_step,
+            training={"batch_size": batch_size, "segment_seconds": segment_seconds},
+            seed=seed,
+            progress=progress,
+        )
+        results = run_loop(config, on_round=lambda result: console.print(round_table([result])))
+    except (ThresholdsError, ValueError, OSError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=1) from None
+    console.print(round_table(results))
+    last = results[-1]
+    console.print(f"Summary: {output_dir / SUMMARY_FILE}, plot: {output_dir / PLOT_FILE}")
+    console.print("Load the result:")
+    console.print(f'  from datasets import load_dataset; tracks = load_dataset("{last.tracks}")', markup=False)
+    console.print(
+        f'  from clearsep_data import ClearSepModel; model = ClearSepModel.from_pretrained("{last.model}")', markup=False
+    )
+
+
+def round_table(results):
+    """A rich table with one row per round."""
+    from rich.table import Table
+
+    def db(value):
+        return "-" if value is None else f"{value:.2f}"
+
+    table = Table(title="ClearSep rounds")
+    for column in ("round", "single-source", "separated accepted", "rejected", "mean Re-SDR (dB)", "held-out SI-SDRi (dB)"):
+        table.add_column(column, justify="right")
+    for result in results:
+        table.add_row(
+            str(result.round),
+            str(result.single_source_tracks),
+            str(result.separated_accepted),
+            str(result.separated_rejected),
+            db(result.mean_re_sdr_accepted),
+            db(result.eval_si_sdri),
+        )
+    return table

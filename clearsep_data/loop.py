@@ -1,0 +1,209 @@
+"""The ClearSep loop: separate natural clips, keep the clean tracks, retrain, and again.
+
+Round 0 trains a model on the corpus's clean single-event clips (artificially re-mixed). Each
+round ``k >= 1`` runs the engine over the corpus with the round ``k - 1`` model and that round's
+thresholds, then trains the next model, initialised from the previous one, on the round's dataset:
+the clean clips plus every separated track the better model and stricter thresholds accepted.
+Every stage leaves its result under ``OUT/round-k/`` (``tracks/``, ``model/``, ``eval.json``) and
+is skipped when rerun, so a killed loop resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from clearsep_data.engine import BuildConfig, build
+from clearsep_data.filtering import Thresholds
+from clearsep_data.writer import atomic_write_text
+
+SUMMARY_FILE = "summary.json"
+PLOT_FILE = "rounds.png"
+
+
+@dataclass
+class LoopConfig:
+    """Settings of ``clearsep-data iterate``."""
+
+    corpus: str
+    output_dir: Path
+    rounds: int = 2
+    """Rounds after round 0 (so ``rounds + 1`` models are trained)."""
+    train_steps: int = 600
+    """Training steps of each round (round 0 included)."""
+    round0_steps: int | None = None
+    """Training steps of round 0, if different from ``train_steps``."""
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    """Thresholds of round 1."""
+    threshold_step: float = 1.0
+    """dB by which each later round tightens the quality thresholds."""
+    eval_split: str = "eval"
+    """Held-out split with references (``{split}_segments.csv`` + ``references/manifest.csv``); evaluated if present."""
+    training: dict = field(default_factory=dict)
+    """Further ``TrainingArguments`` fields for every round (batch_size, segment_seconds, silence_rate, ...)."""
+    seed: int = 0
+    progress: bool = True
+
+    def round_dir(self, round_index: int) -> Path:
+        return self.output_dir / f"round-{round_index}"
+
+    def round_thresholds(self, round_index: int) -> Thresholds:
+        """The schedule: round 1 uses ``thresholds``; each later round is ``threshold_step`` dB stricter."""
+        tighten = self.threshold_step * max(round_index - 1, 0)
+        base = self.thresholds
+        return replace(
+            base,
+            min_re_sdr=base.min_re_sdr + tighten,
+            min_re_sisdr=base.min_re_sisdr + tighten,
+            min_consistency_sisdr=base.min_consistency_sisdr + tighten,
+            max_leakage_db=base.max_leakage_db - tighten,
+        )
+
+
+@dataclass
+class RoundResult:
+    """One row of the loop's summary."""
+
+    round: int
+    thresholds: dict | None
+    single_source_tracks: int
+    separated_accepted: int
+    separated_rejected: int
+    mean_re_sdr_accepted: float | None
+    eval_si_sdri: float | None
+    eval_sdri: float | None
+    model: str
+    tracks: str
+
+
+def run_loop(config: LoopConfig, on_round=None) -> list[RoundResult]:
+    """Run (or resume) every round; ``on_round(result)`` is called as each round completes."""
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    results: list[RoundResult] = []
+    for round_index in range(config.rounds + 1):
+        result = run_round(config, round_index)
+        results.append(result)
+        write_summary(config, results)
+        if on_round is not None:
+            on_round(result)
+    return results
+
+
+def run_round(config: LoopConfig, round_index: int) -> RoundResult:
+    """Engine, training and evaluation of one round; each step is skipped if already complete."""
+    directory = config.round_dir(round_index)
+    previous_model = None if round_index == 0 else str(config.round_dir(round_index - 1) / "model")
+    thresholds = config.round_thresholds(round_index)
+    build(
+        BuildConfig(
+            corpus=config.corpus,
+            output_dir=directory / "tracks",
+            model=previous_model,
+            thresholds=thresholds,
+            iteration=round_index,
+        ),
+        progress=config.progress,
+    )
+    model_dir = directory / "model"
+    if not (model_dir / "model.safetensors").exists():
+        train_round(config, round_index, directory / "tracks", model_dir, previous_model)
+    evaluation = evaluate_round(config, model_dir, directory / "eval.json")
+    return round_result(round_index, directory, None if round_index == 0 else thresholds, evaluation)
+
+
+def train_round(config: LoopConfig, round_index: int, tracks: Path, model_dir: Path, init: str | None) -> None:
+    from clearsep_data.modeling.training import TrainingArguments, train
+
+    corpus = Path(config.corpus)
+    steps = config.round0_steps if round_index == 0 and config.round0_steps else config.train_steps
+    options = dict(
+        datasets=[str(tracks)],
+        output_dir=str(model_dir),
+        init=init,
+        steps=steps,
+        seed=config.seed + round_index,
+        progress=config.progress,
+        eval_every=max(steps // 4, 1),
+        save_every=max(steps // 4, 1),
+    )
+    if (corpus / "class_labels_indices.csv").exists():
+        options["vocabulary"] = str(corpus / "class_labels_indices.csv")
+    if (corpus / "ontology.json").exists():
+        options["ontology"] = str(corpus / "ontology.json")
+    if round_index > 0:
+        options["natural_corpus"] = config.corpus
+    overrides = dict(config.training)
+    if init is not None:  # the architecture comes from the previous round's model
+        overrides.pop("model_config", None)
+        overrides.pop("preset", None)
+    train(TrainingArguments(**{**options, **overrides}))
+
+
+def evaluate_round(config: LoopConfig, model_dir: Path, output: Path) -> dict | None:
+    """Held-out SI-SDRi of the round's model, or ``None`` when the corpus has no references."""
+    if output.exists():
+        return json.loads(output.read_text())
+    from clearsep_data.evaluation import BenchmarkError, evaluate
+    from clearsep_data.modeling import ClearSepModel
+
+    try:
+        result = evaluate(ClearSepModel.from_pretrained(model_dir).eval(), config.corpus, split=config.eval_split)
+    except BenchmarkError:
+        return None
+    result.save(output)
+    return json.loads(output.read_text())
+
+
+def round_result(round_index: int, directory: Path, thresholds: Thresholds | None, evaluation: dict | None) -> RoundResult:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from clearsep_data.tracks import local_shards
+
+    def column_table(split: str):
+        shards = local_shards(directory / "tracks", split)
+        return pq.read_table(shards, columns=["origin", "re_sdr"]) if shards else None
+
+    accepted, rejected = column_table("train"), column_table("rejected")
+    separated = accepted.filter(pc.equal(accepted["origin"], "separated")) if accepted is not None else None
+    metrics = (evaluation or {}).get("metrics") or {}
+    return RoundResult(
+        round=round_index,
+        thresholds=None if thresholds is None else asdict(thresholds),
+        single_source_tracks=0 if accepted is None else accepted.num_rows - separated.num_rows,
+        separated_accepted=0 if separated is None else separated.num_rows,
+        separated_rejected=0 if rejected is None else rejected.num_rows,
+        mean_re_sdr_accepted=None if not separated else float(pc.mean(separated["re_sdr"]).as_py()),
+        eval_si_sdri=metrics.get("si_sdri"),
+        eval_sdri=metrics.get("sdri"),
+        model=str(directory / "model"),
+        tracks=str(directory / "tracks"),
+    )
+
+
+def write_summary(config: LoopConfig, results: list[RoundResult]) -> None:
+    """``summary.json`` and a plot of the metrics per round."""
+    atomic_write_text(config.output_dir / SUMMARY_FILE, json.dumps([asdict(result) for result in results], indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [result.round for result in results]
+    figure, (quality, counts) = plt.subplots(1, 2, figsize=(9, 3.5))
+    quality.plot(rounds, [result.eval_si_sdri for result in results], marker="o", label="held-out SI-SDRi")
+    quality.plot(rounds, [result.mean_re_sdr_accepted for result in results], marker="s", label="mean Re-SDR (accepted)")
+    quality.set_xlabel("round")
+    quality.set_ylabel("dB")
+    quality.legend()
+    counts.bar(rounds, [result.separated_accepted for result in results], label="separated, accepted")
+    counts.bar(rounds, [result.single_source_tracks for result in results], bottom=[r.separated_accepted for r in results], label="single-source")
+    counts.set_xlabel("round")
+    counts.set_ylabel("tracks")
+    counts.legend()
+    for axis in (quality, counts):
+        axis.set_xticks(rounds)
+    figure.tight_layout()
+    figure.savefig(config.output_dir / PLOT_FILE, dpi=100)
+    plt.close(figure)
