@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from clearsep_data import synth
-from clearsep_data.ontology import Ontology, OntologyNode
+from clearsep_data.ontology import Ontology, OntologyNode, mid_slug
 
 GENERATOR_VERSION = 1
 """Bumped whenever the generated audio or files change for the same arguments."""
@@ -114,11 +114,6 @@ def label_vocabulary() -> list[tuple[str, str]]:
     """``(mid, display_name)`` of every label the corpus uses: the nine events, then the listed parents."""
     parents = [demo.listed_parent for demo in DEMO_CLASSES if demo.listed_parent]
     return [(demo.mid, demo.name) for demo in DEMO_CLASSES] + [(mid, ANCESTOR_NAMES[mid]) for mid in parents]
-
-
-def reference_slug(mid: str) -> str:
-    """File-name form of a MID (``/m/09x0r`` -> ``m_09x0r``), as used under ``references/{ytid}/``."""
-    return mid.strip("/").replace("/", "_")
 
 
 def default_eval_clips(clips: int) -> int:
@@ -353,7 +348,7 @@ def _write_clip(out: Path, plan: _ClipPlan, sampling_rate: int, length: int) -> 
     rows = []
     labels = [event.demo.mid for event in plan.events] + ([BACKGROUND] if plan.background_db is not None else [])
     for label, track in zip(labels, tracks):
-        path = f"references/{plan.ytid}/{BACKGROUND if label == BACKGROUND else reference_slug(label)}.flac"
+        path = f"references/{plan.ytid}/{BACKGROUND if label == BACKGROUND else mid_slug(label)}.flac"
         _write_flac(out / path, track, sampling_rate)
         rows.append((plan.ytid, label, path))
     return rows

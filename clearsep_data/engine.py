@@ -28,7 +28,7 @@ import torch
 from clearsep_data.audio import AudioError, encode_flac
 from clearsep_data.corpus import Clip, Skip, open_corpus
 from clearsep_data.filtering import Thresholds
-from clearsep_data.ontology import Ontology
+from clearsep_data.ontology import Ontology, mid_slug
 from clearsep_data.quality import assess
 from clearsep_data.schema import ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE, track_features
 from clearsep_data.writer import (
@@ -128,10 +128,6 @@ def model_tag(model_id: str, model) -> str:
     return f"{model_id}@{revision or 'unknown'}"
 
 
-def label_slug(mid: str) -> str:
-    return mid.strip("/").replace("/", "_")
-
-
 def reason_category(reason: str) -> str:
     """A reason with numbers and quoted names blanked, to count skips by kind."""
     return re.sub(r"\d+(\.\d+)?", "#", reason.split(": ", 1)[0] if reason.startswith("/") else reason)
@@ -195,7 +191,7 @@ class TrackMaker:
         return accepted, rejected, None
 
     def _row(self, clip: Clip, label: str, waveform: np.ndarray, origin: str, reject_reason: str = "", **scores) -> dict:
-        track_id = f"{clip.clip_id}_{int(round(clip.start_seconds * 1000))}_{label_slug(label)}"
+        track_id = f"{clip.clip_id}_{int(round(clip.start_seconds * 1000))}_{mid_slug(label)}"
         return {
             "audio": {"bytes": encode_flac(waveform, self.sampling_rate), "path": f"{track_id}.flac"},
             "track_id": track_id,

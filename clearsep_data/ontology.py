@@ -223,3 +223,8 @@ class Ontology:
             for node in self.nodes.values()
             if node.id in keep
         )
+
+
+def mid_slug(mid: str) -> str:
+    """File-name form of a MID (``/m/09x0r`` -> ``m_09x0r``), used in track ids and reference paths."""
+    return mid.strip("/").replace("/", "_")

@@ -19,9 +19,8 @@ from clearsep_data.demo_corpus import (
     YTID_ALPHABET,
     DemoCorpusSummary,
     generate_demo_corpus,
-    reference_slug,
 )
-from clearsep_data.ontology import Ontology
+from clearsep_data.ontology import Ontology, mid_slug
 
 CLIPS, EVAL_CLIPS, SECONDS, RATE, SEED = 30, 8, 2.0, 16000, 7
 TOP_LEVEL = {"/m/0dgw9r", "/m/0jbk", "/t/dd00041", "/m/059j3w", "/m/04rlf"}
@@ -146,7 +145,7 @@ def test_references_sum_to_the_mixture(corpus):
     by_clip: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_clip.setdefault(row["ytid"], []).append(row)
-        slug = "background" if row["label"] == "background" else reference_slug(row["label"])
+        slug = "background" if row["label"] == "background" else mid_slug(row["label"])
         assert row["path"] == f"references/{row['ytid']}/{slug}.flac"
     assert any(row["label"] == "background" for row in rows)
     for ytid, clip_rows in by_clip.items():

@@ -12,7 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from clearsep_data.cli import app
-from clearsep_data.demo_corpus import demo_ontology, generate_demo_corpus, label_vocabulary, reference_slug
+from clearsep_data.demo_corpus import demo_ontology, generate_demo_corpus, label_vocabulary
+from clearsep_data.ontology import mid_slug
 from clearsep_data.evaluation import METRICS, BenchmarkError, evaluate, read_reference_manifest
 from clearsep_data.modeling import ClearSepConfig, ClearSepModel
 
@@ -72,7 +73,7 @@ def write_benchmark(root: Path) -> dict[str, dict[str, np.ndarray]]:
             sources = {label: _source("noise", 10 * number + position) for position, label in enumerate(labels)}
         written[ytid] = {}
         for label, source in sources.items():
-            path = Path("references") / ytid / f"{reference_slug(label)}.flac"
+            path = Path("references") / ytid / f"{mid_slug(label)}.flac"
             (root / path).parent.mkdir(exist_ok=True)
             sf.write(root / path, source, SR, subtype="PCM_16")
             written[ytid][label] = sf.read(root / path, dtype="float32")[0]

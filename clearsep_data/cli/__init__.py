@@ -1,6 +1,9 @@
-"""The ``clearsep-data`` command line. Each command lives in a module of its own."""
+"""The ``clearsep-data`` command line. Each command lives in a module of its own, which imports its
+heavy dependencies (torch, datasets, transformers) inside the command so that ``--help`` stays fast."""
 
 import typer
+
+from clearsep_data.cli import build, demo_corpus, evaluate, iterate, push, stats, train
 
 app = typer.Typer(
     name="clearsep-data",
@@ -9,8 +12,10 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
 )
-from clearsep_data.cli import demo_corpus as _demo_corpus; app.command("demo-corpus")(_demo_corpus.demo_corpus)
-from clearsep_data.cli import evaluate as _evaluate; app.command("evaluate")(_evaluate.evaluate)
-from clearsep_data.cli import stats as _stats; app.command("stats")(_stats.stats)
-from clearsep_data.cli import train as _train; app.command("train")(_train.train)
-from clearsep_data.cli import push as _push; app.add_typer(_push.app, name="push")
+app.command("demo-corpus")(demo_corpus.demo_corpus)
+app.command("build")(build.build)
+app.command("train")(train.train)
+app.command("iterate")(iterate.iterate)
+app.command("evaluate")(evaluate.evaluate)
+app.command("stats")(stats.stats)
+app.add_typer(push.app, name="push")
