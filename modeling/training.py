@@ -49,6 +49,7 @@ from clearsep_data.modeling.mixing import (
 )
 
 LOSS_KINDS = ("snr_sisnr", "l1")
+MODEL_INPUTS = ("input_values", "query_ids", "target_values", "target_weights")
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
 ARGS_FILE = "training_args.json"
@@ -403,12 +404,13 @@ def evaluate(model, sampler: MixtureSampler, num_mixtures: int, accelerator) -> 
 
 
 def train(args: TrainingArguments) -> TrainResult:
-    """Train (or continue training) a ClearSepModel; see the module docstring for the outputs."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from transformers import get_cosine_schedule_with_warmup
+    """Train (or continue training) a ClearSepModel; see the module docstring for the outputs.
 
-    from clearsep_data.modeling.losses import separation_loss
+    May be called repeatedly in one process (the ClearSep loop does): Accelerate's per-run state
+    (mixed precision, gradient accumulation) is reset on return; the process group is kept.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
 
     args.validate()
     accelerator = Accelerator(
@@ -416,44 +418,49 @@ def train(args: TrainingArguments) -> TrainResult:
         gradient_accumulation_steps=args.grad_accum,
         mixed_precision="bf16" if args.bf16 else "no",
     )
-    output_dir = Path(args.output_dir)
-    set_seed(args.seed, deterministic=args.deterministic)
+    try:
+        return _run(args, accelerator)
+    finally:
+        accelerator.end_training()
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
 
+
+@dataclass
+class _Data:
+    """The mixtures of a run: training stream, fixed evaluation set, and what went into them."""
+
+    sampler: MixtureSampler
+    eval_sampler: MixtureSampler | None
+    provenance: dict
+
+
+def _prepare_data(args: TrainingArguments, accelerator, model, sources, corpus, ontology) -> _Data:
     try:
-        sources = [load_track_dataset(name) for name in args.datasets]
-    except TrackDataError as error:
-        raise TrainingError(str(error)) from None
-    corpus = _open_natural_corpus(args) if args.natural_corpus else None
-    ontology = _load_ontology(args, corpus)
-    model = build_model(args, labels_in(sources), ontology)
-    sampling_rate = model.config.sampling_rate
-    mixing = args.mixing_config(sampling_rate)
-    try:
-        catalog = TrackCatalog.from_sources(sources, model.config.label_mids, sampling_rate, args.cache_gb * 2**30)
+        catalog = TrackCatalog.from_sources(
+            sources, model.config.label_mids, model.config.sampling_rate, args.cache_gb * 2**30
+        )
         relations = LabelRelations(catalog.vocabulary, ontology)
         held_out = catalog.holdout_mask(args.eval_holdout) if args.eval_every else np.zeros(len(catalog), bool)
         if held_out.all():
             held_out[:] = False
-        natural = (
-            NaturalClips.from_corpus(corpus, catalog, args.cache_gb * 2**30, pool=~held_out) if corpus is not None else None
-        )
+        natural = None
+        if corpus is not None:
+            natural = NaturalClips.from_corpus(corpus, catalog, args.cache_gb * 2**30, pool=~held_out)
+        mixing = args.mixing_config(model.config.sampling_rate)
         sampler = MixtureSampler(
-            catalog, relations, mixing, seed=args.seed, process_index=accelerator.process_index, pool=~held_out, natural=natural
+            catalog, relations, mixing, seed=args.seed, process_index=accelerator.process_index,
+            pool=~held_out, natural=natural,
         )
         eval_sampler = _eval_sampler(args, catalog, relations, mixing, held_out, accelerator) if args.eval_every else None
     except TrackDataError as error:
         raise TrainingError(str(error)) from None
+    return _Data(sampler, eval_sampler, _provenance(args, sources, catalog, held_out, natural, accelerator))
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    # Not prepared: an accelerate-prepared scheduler steps once per process per step, for a sharded
-    # data loader; here every process draws a full batch, so one step is one scheduler step.
-    scheduler = get_cosine_schedule_with_warmup(optimizer, _warmup_steps(args), args.steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
 
-    provenance = _provenance(args, sources, catalog, natural, accelerator)
-    metrics_path = output_dir / "metrics.jsonl"
-    samples_path = output_dir / "samples" / f"process-{accelerator.process_index}.jsonl"
+def _restore(args: TrainingArguments, accelerator, provenance: dict) -> int:
+    """Load the latest checkpoint (when resuming) and set up the logs; returns the step to start after."""
+    output_dir = Path(args.output_dir)
     start_step = 0
     checkpoint = latest_checkpoint(output_dir) if args.resume else None
     if checkpoint is not None:
@@ -462,53 +469,75 @@ def train(args: TrainingArguments) -> TrainResult:
         accelerator.load_state(str(checkpoint))
         start_step = state["step"]
         accelerator.print(f"Resuming from {checkpoint} (step {start_step})")
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    logs = [output_dir / "metrics.jsonl"] if accelerator.is_main_process else []
+    if args.log_samples:
+        logs.append(_samples_path(args, accelerator))
+    for log in logs:
+        log.parent.mkdir(parents=True, exist_ok=True)
         if checkpoint is not None:
-            _truncate_jsonl(metrics_path, start_step)
-        elif metrics_path.exists():
-            metrics_path.unlink()
+            _truncate_jsonl(log, start_step)
+        else:
+            log.unlink(missing_ok=True)
+    if accelerator.is_main_process:
         _write_json(output_dir / ARGS_FILE, {**args.to_dict(), "provenance": provenance})
     accelerator.wait_for_everyone()
-    if args.log_samples:
-        samples_path.parent.mkdir(parents=True, exist_ok=True)
-        if checkpoint is not None:
-            _truncate_jsonl(samples_path, start_step)
-        elif samples_path.exists():
-            samples_path.unlink()
+    return start_step
 
-    stream = MixtureStream(sampler, start=start_step * args.grad_accum, stop=args.steps * args.grad_accum)
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.num_workers)
-    batches = iter(loader)
+
+def _run(args: TrainingArguments, accelerator) -> TrainResult:
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    from clearsep_data.modeling.losses import separation_loss
+
+    set_seed(args.seed, deterministic=args.deterministic)
+    try:
+        sources = [load_track_dataset(name) for name in args.datasets]
+    except TrackDataError as error:
+        raise TrainingError(str(error)) from None
+    corpus = _open_natural_corpus(args) if args.natural_corpus else None
+    ontology = _load_ontology(args, corpus)
+    model = build_model(args, labels_in(sources), ontology)
+    data = _prepare_data(args, accelerator, model, sources, corpus, ontology)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    # Not prepared: an accelerate-prepared scheduler steps once per process per step, for a sharded
+    # data loader; here every process draws a full batch, so one step is one scheduler step.
+    scheduler = get_cosine_schedule_with_warmup(optimizer, _warmup_steps(args), args.steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    start_step = _restore(args, accelerator, data.provenance)
+
+    output_dir = Path(args.output_dir)
+    metrics_path = output_dir / "metrics.jsonl"
+    stream = MixtureStream(data.sampler, start=start_step * args.grad_accum, stop=args.steps * args.grad_accum)
+    batches = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.num_workers))
     samples_per_step = args.batch_size * args.grad_accum * accelerator.num_processes
-    window: list[float] = []
+    window: list[torch.Tensor] = []
     last_loss, last_eval = None, None
-    started = time.perf_counter()
     model.train()
 
     with _progress(accelerator.is_main_process and args.progress) as progress:
         task = progress.add_task("train", total=args.steps, completed=start_step, loss="-", rate="-")
 
         def run_evaluation(step: int) -> dict:
-            metrics = evaluate(accelerator.unwrap_model(model), eval_sampler, args.eval_mixtures, accelerator)
+            metrics = evaluate(accelerator.unwrap_model(model), data.eval_sampler, args.eval_mixtures, accelerator)
             _log_metrics(accelerator, metrics_path, {"step": step, **metrics})
             if accelerator.is_main_process and args.progress:
                 progress.console.print(f"step {step}: eval SI-SDRi {metrics['eval_si_sdri']:.2f} dB")
             return metrics
 
-        if eval_sampler is not None and start_step == 0:
+        if data.eval_sampler is not None and start_step == 0:
             last_eval = run_evaluation(0)  # the starting point: a new model, or the --init model
+        started = time.perf_counter()
         for step in range(start_step + 1, args.steps + 1):
             step_loss = torch.zeros((), device=accelerator.device)
             for micro in range(args.grad_accum):
                 batch = next(batches)
                 if args.log_samples:
-                    _log_sample(samples_path, step, (step - 1) * args.grad_accum + micro, batch)
+                    _log_sample(_samples_path(args, accelerator), step, (step - 1) * args.grad_accum + micro, batch)
+                inputs = {name: batch[name].to(accelerator.device) for name in MODEL_INPUTS}
                 with accelerator.accumulate(model):
-                    inputs = {
-                        name: batch[name].to(accelerator.device)
-                        for name in ("input_values", "query_ids", "target_values", "target_weights")
-                    }
                     output = model(input_values=inputs["input_values"], query_ids=inputs["query_ids"])
                     loss = separation_loss(
                         output.separated_values.float(), inputs["target_values"], inputs["input_values"],
@@ -524,34 +553,28 @@ def train(args: TrainingArguments) -> TrainResult:
             window.append(step_loss)
 
             if step % args.log_every == 0 or step == args.steps:
-                mean_loss = float(accelerator.reduce(torch.stack(window).mean(), reduction="mean"))
+                last_loss = float(accelerator.reduce(torch.stack(window).mean(), reduction="mean"))
                 window.clear()
-                elapsed = time.perf_counter() - started
-                rate = (step - start_step) / elapsed
-                last_loss = mean_loss
-                record = {
-                    "step": step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                rate = (step - start_step) / (time.perf_counter() - started)
+                _log_metrics(accelerator, metrics_path, {
+                    "step": step, "loss": last_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                     "steps_per_second": rate, "samples_per_second": rate * samples_per_step,
                     "samples": step * samples_per_step,
-                }
-                _log_metrics(accelerator, metrics_path, record)
-                progress.update(task, loss=f"{mean_loss:.3f}", rate=f"{rate:.2f}")
-            if eval_sampler is not None and (step % args.eval_every == 0 or step == args.steps):
+                })
+                progress.update(task, loss=f"{last_loss:.3f}", rate=f"{rate:.2f}")
+            if data.eval_sampler is not None and (step % args.eval_every == 0 or step == args.steps):
                 last_eval = run_evaluation(step)
             if args.save_every and step % args.save_every == 0:
-                _save_checkpoint(
-                    accelerator, args, {"step": step, "num_processes": accelerator.num_processes, "seed": args.seed}, provenance
-                )
+                state = {"step": step, "num_processes": accelerator.num_processes, "seed": args.seed}
+                _save_checkpoint(accelerator, args, state, data.provenance)
             progress.update(task, completed=step)
+        elapsed = time.perf_counter() - started
 
-    elapsed = time.perf_counter() - started
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        final = accelerator.unwrap_model(model)
-        final.save_pretrained(output_dir)
-        _write_json(output_dir / ARGS_FILE, {**args.to_dict(), "provenance": {**provenance, "eval": last_eval}})
+        accelerator.unwrap_model(model).save_pretrained(output_dir)
+        _write_json(output_dir / ARGS_FILE, {**args.to_dict(), "provenance": {**data.provenance, "eval": last_eval}})
     accelerator.wait_for_everyone()
-    accelerator.end_training()
     return TrainResult(
         output_dir=str(output_dir),
         steps=args.steps,
@@ -561,6 +584,10 @@ def train(args: TrainingArguments) -> TrainResult:
         samples_per_second=(args.steps - start_step) * samples_per_step / elapsed if elapsed > 0 else 0.0,
         metrics_path=str(metrics_path),
     )
+
+
+def _samples_path(args: TrainingArguments, accelerator) -> Path:
+    return Path(args.output_dir) / "samples" / f"process-{accelerator.process_index}.jsonl"
 
 
 def _eval_sampler(args, catalog, relations, mixing: MixingConfig, held_out: np.ndarray, accelerator) -> MixtureSampler:
@@ -580,7 +607,7 @@ def _eval_sampler(args, catalog, relations, mixing: MixingConfig, held_out: np.n
     return MixtureSampler(catalog, relations, config, **common)
 
 
-def _provenance(args, sources, catalog: TrackCatalog, natural, accelerator) -> dict:
+def _provenance(args, sources, catalog: TrackCatalog, held_out: np.ndarray, natural, accelerator) -> dict:
     import accelerate
     import datasets
     import transformers
@@ -595,7 +622,7 @@ def _provenance(args, sources, catalog: TrackCatalog, natural, accelerator) -> d
         "tracks": {
             "total": len(catalog),
             "separated": sum(origin == ORIGIN_SEPARATED for origin in catalog.origins),
-            "held_out": int(catalog.holdout_mask(args.eval_holdout).sum()) if args.eval_every else 0,
+            "held_out": int(held_out.sum()),
         },
         "natural_clips": len(natural.clips) if natural is not None else 0,
         "natural_skipped": natural.skipped if natural is not None else {},

@@ -307,6 +307,15 @@ def test_resume_from_checkpoint_continues_identically(data, tmp_path):
         train(arguments(data, tmp_path / "run", steps=4, grad_accum=2, save_every=2, eval_every=2, eval_mixtures=2, lr=1e-2))
 
 
+def test_bf16_and_l1_run_after_fp32_runs_in_the_same_process(data, tmp_path):
+    from clearsep_data.modeling.training import train
+
+    result = train(arguments(data, tmp_path / "bf16", steps=2, bf16=True, loss="l1", quality="sample"))
+    assert np.isfinite(result.final_loss) and result.final_loss > 0  # L1 is positive, SNR losses are not
+    provenance = json.loads((tmp_path / "bf16" / "training_args.json").read_text())["provenance"]
+    assert provenance["mixed_precision"] == "bf16"
+
+
 def torch_equal(a, b) -> bool:
     import torch
 
