@@ -78,7 +78,10 @@ class ClearSepEncoding:
 
 def _batched(module: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """Apply a 4-D module to ``(B, Q, C, N, F)`` features by folding the query axis into the batch."""
-    return module(hidden.flatten(0, 1)).unflatten(0, hidden.shape[:2])
+    flat = hidden.flatten(0, 1)
+    if flat.shape[0] == 1:  # a size-1 batch may carry any stride; oneDNN would copy the activation unless it is dense
+        flat = flat.as_strided(flat.shape, (flat.numel(), *flat.stride()[1:]))
+    return module(flat).unflatten(0, hidden.shape[:2])
 
 
 class ClearSepSpectrogram(nn.Module):
