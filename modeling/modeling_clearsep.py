@@ -97,7 +97,7 @@ class ClearSepSpectrogram(nn.Module):
         """``(B, T)`` waveforms -> complex ``(B, n_fft // 2 + 1, T // hop + 1)``."""
         with torch.autocast(waveforms.device.type, enabled=False):
             return torch.stft(
-                waveforms.float(), self.n_fft, self.hop_length, window=self.window, center=True,
+                waveforms.float(), self.n_fft, self.hop_length, window=self.window.float(), center=True,
                 pad_mode="constant", return_complex=True,
             )  # fmt: skip
 
@@ -105,7 +105,9 @@ class ClearSepSpectrogram(nn.Module):
         """Complex ``(..., F, N)`` -> ``(..., length)`` waveforms."""
         with torch.autocast(spectrum.device.type, enabled=False):
             flat = spectrum.reshape(-1, *spectrum.shape[-2:])
-            waveforms = torch.istft(flat, self.n_fft, self.hop_length, window=self.window, center=True, length=length)
+            waveforms = torch.istft(
+                flat, self.n_fft, self.hop_length, window=self.window.float(), center=True, length=length
+            )
         return waveforms.reshape(*spectrum.shape[:-2], length)
 
 
@@ -336,7 +338,7 @@ class ClearSepModel(ClearSepPreTrainedModel):
         magnitude = spectrum[:, :-1].abs().transpose(1, 2)  # (B, N, F - 1): the Nyquist bin is left out
         quantum = self.config.frame_quantum
         magnitude = F.pad(magnitude, (0, 0, 0, -magnitude.shape[1] % quantum))
-        features = torch.log(magnitude + LOG_FLOOR)[:, None]
+        features = torch.log(magnitude + LOG_FLOOR)[:, None].to(self.dtype)
         skips, bottleneck = self.encoder(features)
         return ClearSepEncoding(
             spectrum=spectrum,

@@ -20,6 +20,15 @@ TINY = dict(sampling_rate=8000, n_fft=128, hop_length=40, channels=[4, 8, 8], qu
 RATE = TINY["sampling_rate"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models are fastest on one thread; on a busy shared CPU two spinning OpenMP threads can be 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config(**overrides) -> ClearSepConfig:
     return ClearSepConfig(label_mids=list(LABELS), id2label=dict(enumerate(LABELS.values())), **{**TINY, **overrides})
 
@@ -109,6 +118,15 @@ def test_save_load_round_trip_and_auto_classes(tmp_path):
     assert isinstance(config, ClearSepConfig) and config.label2id == model.config.label2id
 
 
+def test_from_pretrained_by_hub_id(hub, tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "model")
+    commit = hub.publish(tmp_path / "model", "model", "clearsep/tiny-separator")
+    loaded = AutoModel.from_pretrained("clearsep/tiny-separator", revision=commit).eval()
+    audio = waveform(1.0)
+    np.testing.assert_array_equal(loaded.separate(audio, ["Bark"]), model.separate(audio, ["Bark"]))
+
+
 def test_clap_text_query_encoder_round_trip(tmp_path):
     model = tiny_model(query_encoder="clap_text", clap_text_config=TINY_CLAP)
     mixture = torch.from_numpy(waveform(1.0))[None]
@@ -182,12 +200,14 @@ def test_separate_any_rate_stereo_and_tensor_input():
         model.separate(np.full(100, np.nan, dtype=np.float32), ["Speech"])
 
 
-def test_bf16_autocast_runs_close_to_float32():
+def test_bf16_autocast_and_bf16_weights_run_close_to_float32():
     model = tiny_model()
     audio = waveform(2.0)
     reference = model.separate(audio, ["Speech"])
     low_precision = model.separate(audio, ["Speech"], use_bf16=True)
     assert low_precision.dtype == np.float32 and snr_db(reference, low_precision) > 15.0
+    bf16_weights = model.to(torch.bfloat16).separate(audio, ["Speech"])  # e.g. from_pretrained(..., dtype=bf16)
+    assert bf16_weights.dtype == np.float32 and snr_db(reference, bf16_weights) > 15.0
 
 
 def test_separate_restores_training_mode():
