@@ -210,7 +210,10 @@ def build_model(args: TrainingArguments, label_names: dict[str, str], ontology):
         except OSError as error:
             raise TrainingError(f"--init {args.init}: cannot load a ClearSepModel ({str(error).splitlines()[0]})") from None
         new = {mid: name for mid, name in label_names.items() if mid not in model.config.label_mids}
-        return extend_vocabulary(model, new, source=args.init) if new else model
+        if new:
+            model = extend_vocabulary(model, new, source=args.init)
+        model.config.loss = args.loss  # the saved config names the objective it was (last) trained with
+        return model
     if args.vocabulary is not None:
         mids, names = _read_vocabulary(args.vocabulary, ontology)
         missing = sorted(set(label_names) - set(mids))
@@ -624,6 +627,7 @@ def _provenance(args, sources, catalog: TrackCatalog, held_out: np.ndarray, natu
             "separated": sum(origin == ORIGIN_SEPARATED for origin in catalog.origins),
             "held_out": int(held_out.sum()),
         },
+        "ontology": args.ontology or (f"{args.natural_corpus} (natural corpus)" if args.natural_corpus else None),
         "natural_clips": len(natural.clips) if natural is not None else 0,
         "natural_skipped": natural.skipped if natural is not None else {},
         "vocabulary_size": len(catalog.vocabulary),

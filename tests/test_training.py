@@ -18,6 +18,7 @@ from clearsep_data.modeling.mixing import (
     LabelRelations,
     MixingConfig,
     MixtureSampler,
+    MixtureStream,
     NaturalClips,
     TrackCatalog,
     load_track_dataset,
@@ -176,6 +177,11 @@ def test_mixtures_are_deterministic_per_seed_process_and_index(catalog):
     assert not np.array_equal(first["input_values"], make_sampler(catalog).batch(8)["input_values"])
     assert not np.array_equal(first["input_values"], make_sampler(catalog, process_index=1).batch(7)["input_values"])
     assert not np.array_equal(first["input_values"], make_sampler(catalog, seed=1).batch(7)["input_values"])
+    import torch
+
+    loader = torch.utils.data.DataLoader(MixtureStream(make_sampler(catalog), 5, 9), batch_size=None, num_workers=2)
+    streamed = [batch["query_tracks"] for batch in loader]  # two workers, same order as one process
+    assert streamed == [make_sampler(catalog).batch(index)["query_tracks"] for index in range(5, 9)]
     batch = first
     assert batch["input_values"].shape == (4, RATE // 2) and batch["target_values"].shape == (4, 2, RATE // 2)
     assert batch["query_ids"].shape == (4, 2) and batch["target_weights"].dtype == np.float32

@@ -124,6 +124,10 @@ def train(
     except (TrainingError, ValueError, OSError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=1) from None
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return
     summary = f"trained {result.steps} steps ({result.samples_per_second:.1f} mixtures/s)"
     if result.final_loss is not None:
         summary += f", final loss {result.final_loss:.3f}"
