@@ -66,16 +66,15 @@ class TrackSource:
 
 
 def load_track_dataset(name: str) -> TrackSource:
-    """Load a track dataset (local folder or Hub id) with ``datasets.load_dataset``, audio left encoded."""
+    """Load a track dataset (local folder or Hub id, see :func:`clearsep_data.tracks.load_tracks`), audio left encoded."""
     import datasets
 
+    from clearsep_data.tracks import load_tracks
+
     try:
-        splits = datasets.load_dataset(name)
-    except Exception as error:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ...)
+        train = load_tracks(name, split="train")
+    except Exception as error:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ValueError...)
         raise TrackDataError(f"{name}: cannot load track dataset ({str(error).splitlines()[0]})") from None
-    if "train" not in splits:
-        raise TrackDataError(f"{name}: no 'train' split (found: {', '.join(splits) or 'none'})")
-    train = splits["train"]
     missing = [column for column in ("audio", *_METADATA_COLUMNS) if column not in train.column_names]
     if missing:
         raise TrackDataError(
@@ -85,11 +84,14 @@ def load_track_dataset(name: str) -> TrackSource:
     audio_feature = train.features["audio"]
     if not isinstance(audio_feature, datasets.Audio) or audio_feature.sampling_rate is None:
         raise TrackDataError(f"{name}: column 'audio' must be an Audio feature with a sampling_rate")
-    rejected = splits["rejected"] if "rejected" in splits else None
+    try:
+        rejected = load_tracks(name, split="rejected").remove_columns("audio")
+    except (FileNotFoundError, ValueError):  # no rejected split: nothing was rejected, or it was not kept
+        rejected = None
     return TrackSource(
         name=name,
         train=train.cast_column("audio", datasets.Audio(sampling_rate=audio_feature.sampling_rate, decode=False)),
-        rejected=rejected.remove_columns("audio") if rejected is not None else None,
+        rejected=rejected,
         sampling_rate=int(audio_feature.sampling_rate),
     )
 
