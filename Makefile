@@ -4,12 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.clearsep-installed
 DEMO_DIR ?= demo-output
+DEMO_CLIPS ?= 300
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: demo test setup system-deps clean
 
+# The main job: the embedded demo corpus, then the ClearSep loop on it (rerunning resumes / reprints).
 demo: setup
-	$(BIN)/clearsep-data demo $(DEMO_DIR)
+	@[ -f $(DEMO_DIR)/corpus/corpus.json ] || $(BIN)/clearsep-data demo-corpus $(DEMO_DIR)/corpus --clips $(DEMO_CLIPS) --seed 0
+	$(BIN)/clearsep-data iterate $(DEMO_DIR)/corpus $(DEMO_DIR)/loop $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
