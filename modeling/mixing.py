@@ -354,7 +354,7 @@ class MixingConfig:
     snr_db: tuple[float, float] = (-5.0, 5.0)
     """Range of target-to-interferer level ratios (each interferer drawn independently)."""
     level_db: tuple[float, float] = (-30.0, -15.0)
-    """Range of the target's RMS level in dBFS (the mixture is then kept below 0.99 peak)."""
+    """Range of the target track's (natural clip's) RMS level in dBFS; the mixture is then kept below 0.99 peak."""
     silence_rate: float = 0.05
     natural_rate: float = 0.0
     quality: str = "weight"
@@ -489,9 +489,11 @@ class MixtureSampler:
         catalog = self.catalog
         chosen = self._choose_sources(rng)
         level = rng.uniform(*config.level_db)
-        sources = np.stack([self._crop(catalog.waveform(track), rng) for track in chosen])
+        waveforms = [catalog.waveform(track) for track in chosen]
+        sources = np.stack([self._crop(waveform, rng) for waveform in waveforms])
         gains_db = np.concatenate([[level], level - rng.uniform(*config.snr_db, size=len(chosen) - 1)])
-        sources = sources * (10 ** (gains_db / 20) / _rms(sources))[:, None]
+        # Levels and SNRs refer to whole tracks, so a quiet stretch of a track stays quiet in its crop.
+        sources = sources * (10 ** (gains_db / 20) / np.asarray([_rms(w) for w in waveforms]))[:, None]
         mixture = sources.sum(0)
         scale = _peak_scale(mixture)
         queries = chosen[: config.queries_per_mixture]
@@ -548,8 +550,7 @@ class MixtureSampler:
         else:
             stacked = fit_length(stacked, length)
         order = rng.permutation(len(tracks))[: self.config.queries_per_mixture]
-        level = 10 ** (rng.uniform(*self.config.level_db) / 20) / max(float(_rms(stacked[0])), 1e-5)
-        stacked = stacked * level
+        stacked = stacked * (10 ** (rng.uniform(*self.config.level_db) / 20) / _rms(clip))
         stacked = stacked * _peak_scale(stacked[0])
         queries = [item.tracks[i] for i in order]
         example = Example(

@@ -162,7 +162,8 @@ def test_mixtures_respect_mutual_exclusivity(catalog, data):
         assert not {DOG, BARK} <= set(example.labels), example.mixture_tracks
         clips = [track.split("_")[0] for track in example.mixture_tracks]
         assert len(set(clips)) == len(clips)  # never two tracks of one clip
-        np.testing.assert_allclose(example.mixture, example.targets.sum(0), atol=1e-5) if len(example.labels) == 2 else None
+        if len(example.labels) == len(example.queries):  # the targets are all of the sources
+            np.testing.assert_allclose(example.mixture, example.targets.sum(0), atol=1e-5)
         assert np.abs(example.mixture).max() <= 0.99 + 1e-6
     # Without an ontology, labels are exclusive iff different: Dog and Bark may then meet.
     plain = examples(make_sampler(catalog, None, max_interferers=3), 200)
@@ -273,14 +274,14 @@ def test_training_lowers_the_loss_and_saves_a_model(data, tmp_path):
     from clearsep_data.modeling.training import train
 
     args = arguments(
-        data, tmp_path / "run", steps=16, batch_size=4, lr=1e-2, natural_corpus=data["corpus"], eval_every=16, eval_mixtures=8
+        data, tmp_path / "run", steps=24, batch_size=4, lr=2e-2, natural_corpus=data["corpus"], eval_every=24, eval_mixtures=8
     )
     result = train(args)
     records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
-    assert [r["step"] for r in records if "loss" in r] == list(range(1, 17))
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, 25))
     evaluations = [r for r in records if "eval_si_sdri" in r]
-    assert [r["step"] for r in evaluations] == [0, 16] and evaluations[-1] == {"step": 16, **result.eval}
-    assert evaluations[1]["eval_si_sdri"] > evaluations[0]["eval_si_sdri"] + 1.0, evaluations  # dB, fixed mixtures
+    assert [r["step"] for r in evaluations] == [0, 24] and evaluations[-1] == {"step": 24, **result.eval}
+    assert evaluations[1]["eval_si_sdri"] > evaluations[0]["eval_si_sdri"] + 2.0, evaluations  # dB, fixed mixtures
     assert result.samples_per_second > 0 and np.isfinite(result.final_loss)
     model = ClearSepModel.from_pretrained(tmp_path / "run")
     assert model.config.label_mids == sorted([BARK, DOG, SPEECH, SIREN, PIANO])
