@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerFast
@@ -14,9 +15,13 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokeniz
 from clearsep_data import ClearSepConfig, ClearSepModel
 from clearsep_data.metrics import sdr, si_sdr
 from clearsep_data.modeling.losses import separation_loss
+from clearsep_data.modeling.modeling_clearsep import _fold_frequency, _unfold_frequency
 
 LABELS = {"/m/09x0r": "Speech", "/m/05tny_": "Bark", "/m/07pggtn": "Chirp, tweet"}
-TINY = dict(sampling_rate=8000, n_fft=128, hop_length=40, channels=[4, 8, 8], query_dim=8, segment_seconds=2.0)
+TINY = dict(
+    sampling_rate=8000, n_fft=128, hop_length=40, channels=[4, 8, 8], encoder_blocks=[1, 2, 1], frequency_patch=2,
+    skip_kernel_size=3, query_dim=8, segment_seconds=2.0,
+)  # fmt: skip
 RATE = TINY["sampling_rate"]
 
 
@@ -81,21 +86,56 @@ def test_config_vocabulary_presets_and_errors():
     assert config.label2id == {"Speech": 0, "Bark": 1, "Chirp, tweet": 2}
     assert config.num_labels == 3 and config.label_mids == list(LABELS)
     small = ClearSepConfig.from_preset("small", label_mids=["/m/a"])
-    assert (small.sampling_rate, small.n_fft, small.hop_length) == (16000, 512, 160)
+    assert (small.sampling_rate, small.n_fft, small.hop_length, small.frequency_patch) == (16000, 1024, 320, 8)
+    assert small.to_dict() == ClearSepConfig(label_mids=["/m/a"]).to_dict()  # the defaults are the small preset
     assert small.id2label == {0: "/m/a"}  # MIDs double as names
     big = ClearSepConfig.from_preset("audiosep", query_dim=256)
     assert (big.sampling_rate, big.n_fft, big.hop_length, big.query_dim) == (32000, 1024, 320, 256)
+    assert (big.frequency_patch, big.encoder_blocks, big.skip_kernel_size) == (1, [2] * 6, 3)
     with pytest.raises(ValueError, match="unknown preset"):
         ClearSepConfig.from_preset("huge")
     with pytest.raises(StrictDataclassClassValidationError, match="label_mids has 1 entries"):
         ClearSepConfig(label_mids=["/m/a"], id2label={0: "A", 1: "B"})
     with pytest.raises(StrictDataclassClassValidationError, match="divisible"):
-        ClearSepConfig(n_fft=64, channels=[4, 4, 4, 4, 4, 4])
+        ClearSepConfig(n_fft=64, channels=[4, 4, 4, 4, 4, 4], encoder_blocks=2, frequency_patch=1)
+    with pytest.raises(StrictDataclassClassValidationError, match="frequency_patch"):
+        ClearSepConfig(n_fft=256, hop_length=64, channels=[4, 4], encoder_blocks=1, frequency_patch=64)
+    with pytest.raises(StrictDataclassClassValidationError, match="one per level"):
+        ClearSepConfig(encoder_blocks=[1, 2])
+    with pytest.raises(StrictDataclassClassValidationError, match="skip_kernel_size"):
+        ClearSepConfig(skip_kernel_size=2)
 
 
 def test_parameter_counts_of_presets():
     small = ClearSepModel(ClearSepConfig.from_preset("small", label_mids=list(LABELS)))
     assert 0.5e6 < small.num_parameters() < 2.0e6
+
+
+def test_small_preset_compute_budget_and_query_cost():
+    """The small preset is sized for CPU training: a forward pass over one 2 s mixture stays near 1 GFLOP, and a
+    second query costs under half the first (the encoder, run once per mixture, carries most of the work)."""
+    model = ClearSepModel(ClearSepConfig.from_preset("small", label_mids=list(LABELS))).eval()
+    mixture = torch.from_numpy(waveform(2.0, rate=16000))[None]
+
+    def gflop(num_queries: int) -> float:
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            model(mixture, torch.arange(num_queries)[None])
+        return counter.get_total_flops() / 1e9
+
+    one, two = gflop(1), gflop(2)
+    assert one + (two - one) < 1.1  # the training step of 8 mixtures x 2 queries is 3 x 8 x this, ~23 GFLOP
+    assert (two - one) / one < 0.5
+
+
+def test_frequency_patches_unfold_to_bins():
+    """The stem folds bins (f * patch + p) into channel p and the mask head's unfold is its exact inverse."""
+    spectrogram = torch.arange(2 * 3 * 16, dtype=torch.float32).reshape(2, 1, 3, 16)  # (B, 1, N, F)
+    folded = _fold_frequency(spectrogram, 4)
+    assert folded.shape == (2, 4, 3, 4)
+    assert folded[1, 3, 2, 1] == spectrogram[1, 0, 2, 1 * 4 + 3]
+    torch.testing.assert_close(_unfold_frequency(folded), spectrogram[:, 0])
+    torch.testing.assert_close(_unfold_frequency(folded[:, None]), spectrogram)  # with a query axis
 
 
 # --------------------------------------------------------------------------------------------- save / load
