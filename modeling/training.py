@@ -78,7 +78,7 @@ class TrainingArguments:
     model_config: dict = field(default_factory=dict)
     """Overrides of the preset's ``ClearSepConfig`` fields for a new model."""
     vocabulary: str | None = None
-    """AudioSet ``class_labels_indices.csv`` for a new model's queries; else the labels found in the data."""
+    """AudioSet ``class_labels_indices.csv`` for a new model's queries (else the labels found in the data; unused with ``init``)."""
     ontology: str | None = None
     """AudioSet ``ontology.json``; without it (and without a natural corpus) labels are exclusive iff different."""
     natural_corpus: str | None = None
