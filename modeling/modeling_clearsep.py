@@ -193,9 +193,21 @@ class ClearSepFiLM(nn.Module):
         super().__init__()
         self.projection = nn.Linear(query_dim, 2 * channels)
 
-    def forward(self, hidden: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, queries: torch.Tensor, norm: nn.BatchNorm2d | None = None) -> torch.Tensor:
+        """FiLM of ``hidden``, or of ``norm(hidden)`` when a BatchNorm is given.
+
+        In eval mode the BatchNorm is an affine map per channel, so the two are folded into one ``addcmul`` over the
+        features (one full-resolution pass less per query, as conv-BN folding at inference).
+        """
         gamma, beta = self.projection(queries)[..., None, None].chunk(2, dim=2)
-        return torch.addcmul(beta, hidden, 1 + gamma)
+        if norm is None:
+            return torch.addcmul(beta, hidden, 1 + gamma)
+        if norm.training:
+            return torch.addcmul(beta, _batched(norm, hidden), 1 + gamma)
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        shift = norm.bias - norm.running_mean * scale
+        offset = torch.addcmul(beta, 1 + gamma, shift[:, None, None])
+        return torch.addcmul(offset.to(hidden.dtype), hidden, ((1 + gamma) * scale[:, None, None]).to(hidden.dtype))
 
 
 class ClearSepDecoderBlock(nn.Module):
@@ -221,9 +233,9 @@ class ClearSepDecoderBlock(nn.Module):
     def forward(self, hidden: torch.Tensor, skip_term: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         """``(B, Q or 1, C_in, N, F)`` -> ``(B, Q, C_out, 2N, 2F)``."""
         upsampled = _batched(self.upsample, hidden)
-        residual = self.activation(self.film1(_batched(self.norm1, upsampled), queries))
+        residual = self.activation(self.film1(upsampled, queries, self.norm1))
         residual = _batched(self.conv1, residual) + skip_term[:, None]
-        residual = self.activation(self.film2(_batched(self.norm2, residual), queries))
+        residual = self.activation(self.film2(residual, queries, self.norm2))
         return upsampled + _batched(self.conv2, residual)
 
 

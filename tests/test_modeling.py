@@ -250,6 +250,18 @@ def test_bf16_autocast_and_bf16_weights_run_close_to_float32():
     assert bf16_weights.dtype == np.float32 and snr_db(reference, bf16_weights) > 15.0
 
 
+def test_folded_batch_norm_film_equals_norm_then_film():
+    """At inference each decoder BatchNorm is folded into the FiLM after it; the result must not change."""
+    block = tiny_model().decoder.blocks[0]
+    hidden = torch.randn(2, 1, block.norm1.num_features, 4, 6)  # one mixture encoding, broadcast over queries
+    queries = torch.randn(2, 3, TINY["query_dim"])
+    with torch.no_grad():
+        folded = block.film1(hidden, queries, block.norm1)
+        reference = block.film1(block.norm1(hidden.flatten(0, 1)).unflatten(0, (2, 1)), queries)
+    assert folded.shape == (2, 3, *hidden.shape[2:])
+    torch.testing.assert_close(folded, reference)
+
+
 def test_separate_restores_training_mode():
     model = tiny_model().train()
     model.separate(waveform(0.5), ["Bark"])
