@@ -74,9 +74,10 @@ class ClearSepConfig(PreTrainedConfig):
             position per bin (AudioSep).
         channels (`list[int]`, *optional*, defaults to `(16, 32, 64, 128)`):
             Channels of the U-Net levels; each level halves time and frequency resolution.
-        encoder_blocks (`int` or `list[int]`, *optional*, defaults to `(1, 1, 2, 2)`):
-            Residual blocks of each encoder level, fine to coarse (one count for all levels, or one per level; the
-            bottleneck has one). The encoder runs once per mixture, the decoder (one block per level) once per query,
+        encoder_blocks (`int` or `list[int]`, *optional*):
+            Residual blocks of each encoder level, fine to coarse: one count for all levels, or one per level (the
+            bottleneck has one more). The default puts 2 at the two coarsest levels and 1 at the finer ones
+            (`[1, 1, 2, 2]` for four levels). The encoder runs once per mixture, the decoder (one block per level) once per query,
             so a heavier encoder makes extra queries cheap; blocks at the coarse levels are cheap and see the most
             context.
         skip_kernel_size (`int`, *optional*, defaults to 1):
@@ -115,7 +116,7 @@ class ClearSepConfig(PreTrainedConfig):
     segment_seconds: float | int = 10.0
     chunk_context_seconds: float | int | None = None
     channels: list[int] | tuple[int, ...] = (16, 32, 64, 128)
-    encoder_blocks: int | list[int] | tuple[int, ...] = (1, 1, 2, 2)
+    encoder_blocks: int | list[int] | tuple[int, ...] | None = None
     frequency_patch: int = 8
     skip_kernel_size: int = 1
     query_encoder: str = "embedding"
@@ -134,7 +135,9 @@ class ClearSepConfig(PreTrainedConfig):
         self.label_mids = list(self.label_mids)
         self.label2id = {name: index for index, name in self.id2label.items()}
         self.channels = list(self.channels)
-        if isinstance(self.encoder_blocks, int):
+        if self.encoder_blocks is None:
+            self.encoder_blocks = [1] * max(len(self.channels) - 2, 0) + [2] * min(len(self.channels), 2)
+        elif isinstance(self.encoder_blocks, int):
             self.encoder_blocks = [self.encoder_blocks] * len(self.channels)
         self.encoder_blocks = list(self.encoder_blocks)
         if self.query_encoder == "clap_text" and self.clap_text_config is None:

@@ -100,6 +100,8 @@ def test_config_vocabulary_presets_and_errors():
         ClearSepConfig(n_fft=64, channels=[4, 4, 4, 4, 4, 4], encoder_blocks=2, frequency_patch=1)
     with pytest.raises(StrictDataclassClassValidationError, match="frequency_patch"):
         ClearSepConfig(n_fft=256, hop_length=64, channels=[4, 4], encoder_blocks=1, frequency_patch=64)
+    assert ClearSepConfig(channels=[8, 16, 32]).encoder_blocks == [1, 2, 2]  # the default follows the levels
+    assert ClearSepConfig(channels=[8, 16], encoder_blocks=3).encoder_blocks == [3, 3]
     with pytest.raises(StrictDataclassClassValidationError, match="one per level"):
         ClearSepConfig(encoder_blocks=[1, 2])
     with pytest.raises(StrictDataclassClassValidationError, match="skip_kernel_size"):
