@@ -18,6 +18,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -247,26 +248,39 @@ class BlockRunner:
         self.accepted = self.rejected = 0
 
     def run(self, on_clip=None) -> int:
-        """Process every pending block of this process; returns the number of corpus rows seen."""
+        """Process every pending block of this process; returns the number of corpus rows seen.
+
+        A finished block is written by a background thread while the next one is processed (parquet writing and
+        fsync release the GIL, so the writes overlap the model); at most one block is in flight.
+        """
         done = committed_blocks(self.work_dir)
         pending: dict | None = None
+        in_flight: Future | None = None
         rows = 0
-        for item in self.corpus:
-            rows = item.index + 1
-            block = item.index // self.block_size
-            if block % self.world != self.rank or block in done:
-                continue
-            if pending is not None and pending["block"] != block:
-                self._commit(pending)
-                pending = None
-            if pending is None:
-                pending = {"block": block, "train": [], REJECTED_SPLIT: [], "skips": [], "clips": []}
-            self._process(item, pending)
-            if on_clip is not None:
-                on_clip(self)
-        if pending is not None:
-            self._commit(pending)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clearsep-commit") as writer:
+            for item in self.corpus:
+                rows = item.index + 1
+                block = item.index // self.block_size
+                if block % self.world != self.rank or block in done:
+                    continue
+                if pending is not None and pending["block"] != block:
+                    in_flight = self._commit_in_background(writer, pending, in_flight)
+                    pending = None
+                if pending is None:
+                    pending = {"block": block, "train": [], REJECTED_SPLIT: [], "skips": [], "clips": []}
+                self._process(item, pending)
+                if on_clip is not None:
+                    on_clip(self)
+            if pending is not None:
+                in_flight = self._commit_in_background(writer, pending, in_flight)
+            if in_flight is not None:
+                in_flight.result()
         return rows
+
+    def _commit_in_background(self, writer: ThreadPoolExecutor, pending: dict, in_flight: Future | None) -> Future:
+        if in_flight is not None:
+            in_flight.result()  # the previous block first: bounded memory, and its errors surface here
+        return writer.submit(self._commit, pending)
 
     def _process(self, item: Clip | Skip, pending: dict) -> None:
         pending["clips"].append(item.index)

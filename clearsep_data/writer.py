@@ -126,7 +126,7 @@ def write_shards(sources: list[Path], staging: Path, split: str, features: Featu
     shard_bytes = rows = total_bytes = 0
     for source in sources:
         parquet = pq.ParquetFile(source)
-        for batch in parquet.iter_batches(batch_size=ROW_GROUP_SIZE):  # not whole row groups: any source shards finely
+        for batch in parquet.iter_batches(batch_size=ROW_GROUP_SIZE, use_threads=False):  # not whole row groups: any source shards finely
             table = pa.Table.from_batches([batch])
             if writer is None or shard_bytes >= max_shard_bytes:
                 if writer is not None:
@@ -138,6 +138,9 @@ def write_shards(sources: list[Path], staging: Path, split: str, features: Featu
             shard_bytes += table.nbytes
             total_bytes += table.nbytes
             rows += table.num_rows
+        # Arrow's default allocator (mimalloc) keeps freed buffers (per reading thread, hence use_threads=False) and
+        # its peak grew with the number of blocks merged (+75 MiB at 1,000 short clips): hand them back per source.
+        pa.default_memory_pool().release_unused()
     if writer is not None:
         writer.close()
     for index, shard in enumerate(shards):
