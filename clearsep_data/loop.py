@@ -19,6 +19,8 @@ from clearsep_data.filtering import Thresholds
 from clearsep_data.writer import atomic_write_text
 
 SUMMARY_FILE = "summary.json"
+DEFAULT_TRAINING = {"segment_seconds": 2.0, "lr": 3e-3}
+"""Training settings of every round: for the small preset 2 s crops beat 4 s at equal compute on the demo corpus."""
 PLOT_FILE = "rounds.png"
 
 
@@ -30,18 +32,18 @@ class LoopConfig:
     output_dir: Path
     rounds: int = 2
     """Rounds after round 0 (so ``rounds + 1`` models are trained)."""
-    train_steps: int = 600
-    """Training steps of each round (round 0 included)."""
-    round0_steps: int | None = None
-    """Training steps of round 0, if different from ``train_steps``."""
+    train_steps: int = 200
+    """Training steps of each round after round 0 (continued from the previous model)."""
+    round0_steps: int | None = 400
+    """Training steps of round 0 (a new model); ``None``: ``train_steps``."""
     thresholds: Thresholds = field(default_factory=Thresholds)
     """Thresholds of round 1."""
     threshold_step: float = 1.0
     """dB by which each later round tightens the quality thresholds."""
     eval_split: str = "eval"
     """Held-out split with references (``{split}_segments.csv`` + ``references/manifest.csv``); evaluated if present."""
-    training: dict = field(default_factory=dict)
-    """Further ``TrainingArguments`` fields for every round (batch_size, segment_seconds, silence_rate, ...)."""
+    training: dict = field(default_factory=lambda: dict(DEFAULT_TRAINING))
+    """Further ``TrainingArguments`` fields for every round (batch_size, segment_seconds, lr, silence_rate, ...)."""
     seed: int = 0
     progress: bool = True
 
