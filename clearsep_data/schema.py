@@ -23,7 +23,7 @@ TRACK_FIELDS: dict[str, str] = {
     "energy_ratio": "Energy of the track relative to the clip, in dB (0 dB for single-source tracks).",
     "consistency_sisdr": "SI-SDR in dB between the track and the model's re-separation of the track with its own query: a clean track comes back unchanged. Null for single-source tracks.",
     "leakage_db": "Energy in dB, relative to the track, of the most energetic re-separation of the track with the clip's other queries: a clean track yields near-silence. Null when the clip has one query.",
-    "iteration": "Round of the ClearSep loop that produced the track (0: the first engine run).",
+    "iteration": "Round of the ClearSep loop that produced the track (`build --iteration`; round 0 holds only single-source clips).",
     "model": "Separation model that produced the track: `{id}@{revision}` (empty for single-source tracks).",
     "thresholds": "JSON of the thresholds the track was filtered with.",
     "reject_reason": "Why the track was rejected (empty in the accepted split).",
