@@ -173,3 +173,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_bad_inputs_become_skips_with_reasons_and_the_run_finishes(corpus, model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    __import__("shutil").copytree(corpus, broken)
+    segments = broken / "balanced_train_segments.csv"
+    lines = segments.read_text().splitlines()
+    ids = [line.split(",")[0] for line in lines[3:]]
+    (broken / "audio" / f"{ids[0]}.flac").write_bytes(b"not audio at all" * 10)  # corrupt
+    (broken / "audio" / f"{ids[1]}.flac").unlink()  # missing
+    sf.write(broken / "audio" / f"{ids[2]}.flac", np.zeros(int(RATE * SECONDS), dtype=np.float32), RATE)  # silent
+    sf.write(broken / "audio" / f"{ids[3]}.flac", np.full(RATE // 2, 0.1, dtype=np.float32), RATE)  # too short
+    lines[4 + 3] = lines[4 + 3].rsplit(",", 1)[0] + ', "/m/not-a-class"'  # unknown label
+    segments.write_text("\n".join(lines + ["garbage row without enough columns"]) + "\n")
+    summary = build(BuildConfig(corpus=str(broken), output_dir=tmp_path / "out", model=str(model_dir), block_size=4,
+                                thresholds=LENIENT), progress=False)
+    skips = [json.loads(line) for line in (tmp_path / "out" / "skips.jsonl").read_text().splitlines()]
+    reasons = {skip["clip_id"]: skip["reason"] for skip in skips}
+    assert "cannot decode" in reasons[ids[0]]
+    assert reasons[ids[1]].startswith(f"no audio file {ids[1]}.* or Y{ids[1]}.*")
+    assert "silent" in reasons[ids[2]]
+    assert "shorter than its segment" in reasons[ids[3]]
+    assert "/m/not-a-class" in reasons[ids[4]]
+    assert any(skip["where"].endswith(f"balanced_train_segments.csv:{len(lines) + 1}") for skip in skips)
+    assert summary.clips == 17 and summary.skipped_clips == len(skips) == 6
+    kept = {row["clip_id"] for split in ("train", "rejected") for row in read_split(tmp_path / "out", split)}
+    assert kept.isdisjoint(reasons) and len(kept) == 16 - 5  # every other clip became tracks
