@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from clearsep_data.cli.errors import fail
+
 THRESHOLD_HELP = "Overrides the thresholds file / defaults (dB)."
 
 
@@ -81,8 +83,7 @@ def build(
         )
         summary = run_build(config, overwrite=overwrite, progress=progress)
     except (BuildError, ThresholdsError, ValueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=1) from None
+        fail(error)
     if summary is not None:
         print_summary(summary, output_dir, console)
 

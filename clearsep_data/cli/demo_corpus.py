@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from clearsep_data.cli.errors import fail
+
 
 def demo_corpus(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the corpus to (must be empty unless --overwrite).")],
@@ -56,8 +58,7 @@ def demo_corpus(
                 progress=lambda done: bar.advance(task, done),
             )
     except (ValueError, FileExistsError) as error:
-        console.print(f"[red]Error:[/red] {error}")
-        raise typer.Exit(1) from None
+        fail(error)
     elapsed = time.perf_counter() - started
 
     table = Table(title="Clips per class", title_justify="left")

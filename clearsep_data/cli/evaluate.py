@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from clearsep_data.cli.errors import fail
+
 EVAL_FILENAME = "eval.json"
 
 
@@ -39,19 +41,16 @@ def evaluate(
     console = Console(stderr=True)
     model_dir = Path(model)
     if save_to_model and not model_dir.is_dir():
-        console.print(f"[red]error:[/red] --save-to-model needs a local model folder; {model!r} is not one")
-        raise typer.Exit(code=1)
+        fail(f"--save-to-model needs a local model folder; {model!r} is not one")
     try:
         opened = Benchmark.open(benchmark, split)
     except (ValueError, OSError) as error:  # BenchmarkError, CorpusError, OntologyError name the file at fault
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=1) from None
+        fail(error)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         separator = ClearSepModel.from_pretrained(model).to(device).eval()
     except (OSError, ValueError) as error:
-        console.print(f"[red]error:[/red] cannot load model {model!r}: {error}")
-        raise typer.Exit(code=1) from None
+        fail(f"cannot load model {model!r}: {error}")
 
     bar = Progress(
         TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, disable=not progress
@@ -70,8 +69,7 @@ def evaluate(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except (ValueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=1) from None
+        fail(error)
 
     targets = [output] if output is not None else ([] if save_to_model else [Path(EVAL_FILENAME)])
     if save_to_model:
@@ -81,8 +79,7 @@ def evaluate(
     print_report(result.to_json(), console)
     console.print("written: " + ", ".join(str(target) for target in targets))
     if not result.items:
-        console.print("[red]error:[/red] no clip could be scored (see the skip reasons above)")
-        raise typer.Exit(code=1)
+        fail("no clip could be scored (see the skip reasons above)")
 
 
 def print_report(summary: dict, console) -> None:

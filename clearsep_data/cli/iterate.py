@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from clearsep_data.cli.errors import fail
+
 
 def iterate(
     corpus: Annotated[str, typer.Argument(help="AudioSet-style corpus folder (with eval_segments.csv + references/ to score each round).")],
@@ -44,8 +46,7 @@ def iterate(
         )
         results = run_loop(config, on_round=lambda result: console.print(round_table([result])))
     except (ThresholdsError, ValueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=1) from None
+        fail(error)
     console.print(round_table(results))
     last = results[-1]
     console.print(f"Summary: {output_dir / SUMMARY_FILE}, plot: {output_dir / PLOT_FILE}")

@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from clearsep_data.cli.errors import fail
+
 app = typer.Typer(
     name="push",
     help="Publish a track dataset or a trained model to the Hugging Face Hub (HF_ENDPOINT and HF_TOKEN honoured).",
@@ -101,15 +103,13 @@ def _push(
     from clearsep_data.hub.upload import upload_staged
 
     console = Console()
-    errors = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="clearsep-stage-") if stage_dir is None else nullcontext() as temporary:
         folder = Path(temporary) / "repo" if stage_dir is None else stage_dir
         try:
             with console.status("Staging the repository..."):
                 staged = stage(folder)
         except StagingError as error:
-            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            fail(error)
         _print_staged(console, staged)
         target = f"{staged.repo_type} repository {staged.repo_id} (branch {revision or 'main'}) at {constants.ENDPOINT}"
         if dry_run:
@@ -123,8 +123,7 @@ def _push(
                     staged, token=token, private=True if private else None, revision=revision, commit_message=commit_message
                 )
         except (StagingError, HfHubHTTPError) as error:
-            errors.print(f"[red]error:[/red] upload failed: {str(error).splitlines()[0]}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            fail(f"upload failed: {str(error).splitlines()[0]}")
         console.print(f"Uploaded: {result.commit_url}", soft_wrap=True)
 
 

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from clearsep_data.cli.errors import fail
+
 
 def stats(
     dataset: Annotated[str, typer.Argument(help="Track dataset folder, or Hub dataset id (org/name[@revision]).")],
@@ -25,8 +27,7 @@ def stats(
     try:
         result = compute_stats(dataset)
     except StatsError as error:
-        Console(stderr=True).print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(error)
     rate = f", {result.sampling_rate} Hz" if result.sampling_rate else ""
     console.print(
         f"[bold]{dataset}[/bold]: {result.num_accepted} accepted, {result.num_rejected} rejected tracks{rate}", soft_wrap=True

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from clearsep_data.cli.errors import fail
+
 STRATEGY = "Strategies"
 MIXING = "Mixing"
 RUN = "Run"
@@ -122,8 +124,7 @@ def train(
         )
         result = run_train(args)
     except (TrainingError, ValueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=1) from None
+        fail(error)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:

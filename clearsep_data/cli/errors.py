@@ -1,0 +1,20 @@
+"""How every command reports a user error: one red line on stderr, exit status 1, no traceback."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+
+
+def fail(message: object) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with status 1.
+
+    The message is escaped, so text such as ``corpus [train]`` or a MID in brackets is printed as it is
+    rather than read as rich markup; it is not wrapped, so a long path stays on one line.
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[red]error:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1) from None
