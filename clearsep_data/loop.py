@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from clearsep_data.corpus import open_corpus
 from clearsep_data.engine import BuildConfig, build
 from clearsep_data.filtering import Thresholds
 from clearsep_data.writer import atomic_write_text
@@ -81,6 +82,7 @@ class RoundResult:
 
 def run_loop(config: LoopConfig, on_round=None) -> list[RoundResult]:
     """Run (or resume) every round; ``on_round(result)`` is called as each round completes."""
+    open_corpus(config.corpus)  # a corpus that cannot be read fails here, before anything is written
     config.output_dir.mkdir(parents=True, exist_ok=True)
     results: list[RoundResult] = []
     for round_index in range(config.rounds + 1):
