@@ -17,7 +17,6 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -33,6 +32,7 @@ from clearsep_data.ontology import Ontology, mid_slug
 from clearsep_data.quality import assess
 from clearsep_data.schema import ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE, track_features
 from clearsep_data.writer import (
+    atomic_write_lines,
     atomic_write_text,
     commit_block,
     committed_blocks,
@@ -341,10 +341,16 @@ def finalize(config: BuildConfig, fingerprint: dict, rows: int, features, sampli
     ordered = [blocks[number] for number in expected]
     splits = [ACCEPTED_SPLIT, REJECTED_SPLIT] if config.keep_rejected else [ACCEPTED_SPLIT]
     split_info = merge_blocks(ordered, config.output_dir, splits, features, config.max_shard_bytes)
-    summary = summarize(ordered, rows, fingerprint, sampling_rate)
+    skip_reasons: Counter = Counter()
+
+    def skip_lines():  # streamed: the skip list of a large corpus is never held in memory
+        for skip in iter_block_skips(ordered):
+            skip_reasons[reason_category(skip["reason"])] += 1
+            yield json.dumps(skip) + "\n"
+
+    atomic_write_lines(config.output_dir / "skips.jsonl", skip_lines())
+    summary = summarize(ordered, rows, fingerprint, sampling_rate, skip_reasons)
     summary.splits = split_info
-    skips_text = "".join(json.dumps(skip) + "\n" for skip in iter_block_skips(ordered))
-    atomic_write_text(config.output_dir / "skips.jsonl", skips_text)
     card_data = dataset_card_data(
         features,
         split_info,
@@ -360,14 +366,15 @@ def finalize(config: BuildConfig, fingerprint: dict, rows: int, features, sampli
     return summary
 
 
-def summarize(blocks: list[Path], rows: int, fingerprint: dict, sampling_rate: int) -> BuildSummary:
-    """Counts over the committed blocks, reading only the label and origin columns."""
+def summarize(blocks: list[Path], rows: int, fingerprint: dict, sampling_rate: int, skip_reasons: Counter) -> BuildSummary:
+    """Counts over the committed blocks, reading only the label and origin columns, one block at a time."""
     import pyarrow.parquet as pq
 
     accepted: Counter = Counter()
     rejected: Counter = Counter()
-    origins: dict[str, set] = {ORIGIN_SINGLE_SOURCE: set(), ORIGIN_SEPARATED: set()}
+    clips_by_origin: Counter = Counter()
     for block in blocks:
+        origins: dict[str, set] = {ORIGIN_SINGLE_SOURCE: set(), ORIGIN_SEPARATED: set()}  # a clip lies in one block
         for split, counter in ((ACCEPTED_SPLIT, accepted), (REJECTED_SPLIT, rejected)):
             path = block / f"{split}.parquet"
             if path.exists():
@@ -375,15 +382,15 @@ def summarize(blocks: list[Path], rows: int, fingerprint: dict, sampling_rate: i
                 counter.update(row["label_name"] for row in table)
                 for row in table:
                     origins[row["origin"]].add((row["clip_id"], row["start_seconds"]))
-    skips = list(iter_block_skips(blocks))
+        clips_by_origin.update({origin: len(clips) for origin, clips in origins.items()})
     return BuildSummary(
         clips=rows,
-        single_source_clips=len(origins[ORIGIN_SINGLE_SOURCE]),
-        separated_clips=len(origins[ORIGIN_SEPARATED]),
+        single_source_clips=clips_by_origin[ORIGIN_SINGLE_SOURCE],
+        separated_clips=clips_by_origin[ORIGIN_SEPARATED],
         accepted_tracks=sum(accepted.values()),
         rejected_tracks=sum(rejected.values()),
-        skipped_clips=len(skips),
-        skip_reasons=dict(Counter(reason_category(skip["reason"]) for skip in skips).most_common()),
+        skipped_clips=sum(skip_reasons.values()),
+        skip_reasons=dict(skip_reasons.most_common()),
         accepted_per_class=dict(sorted(accepted.items())),
         rejected_per_class=dict(sorted(rejected.items())),
         model=fingerprint["model"],

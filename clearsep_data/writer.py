@@ -30,8 +30,14 @@ ROW_GROUP_SIZE = 64
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see either the old or the new file, never a mix."""
+    atomic_write_lines(path, [text])
+
+
+def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
+    """Stream ``lines`` into ``path`` atomically (a temporary file renamed into place)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
     os.replace(temporary, path)
 
 
