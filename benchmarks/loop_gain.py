@@ -9,9 +9,12 @@ held-out split (SI-SDRi, mean and per class):
 - ``C``: the round-0 model trained for the round-1 budget on the engine's tracks *unfiltered*
   (every separated track, no thresholds), to show that the filter matters;
 - ``A1``: the baseline at the round-1 budget (the fair comparison for ``B1`` and ``C``);
+- ``B1 without natural mixtures``: round 1's training on the same accepted tracks, with artificial mixtures only
+  (an ablation of the natural-mixture strategy);
 - ``oracle``: the ideal-ratio-mask ceiling.
 
     python benchmarks/loop_gain.py --seeds 0 1 --clips 300 --round0-steps 400 --train-steps 200
+    python benchmarks/loop_gain.py ... --single-event-fraction 0.1   # clean data scarce, as in AudioSet
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 from tempfile import mkdtemp
 
-from clearsep_data.demo_corpus import generate_demo_corpus
+from clearsep_data.demo_corpus import SINGLE_EVENT_FRACTION, generate_demo_corpus
 from clearsep_data.engine import BuildConfig, build
 from clearsep_data.evaluation import evaluate
 from clearsep_data.filtering import Thresholds
@@ -74,7 +77,7 @@ def continue_training(work: Path, name: str, init: Path, datasets: list[Path], s
 def run_seed(work: Path, seed: int, args) -> dict:
     corpus = work / "corpus"
     if not (corpus / "corpus.json").exists():
-        generate_demo_corpus(corpus, clips=args.clips, seed=seed)
+        generate_demo_corpus(corpus, clips=args.clips, seed=seed, single_event_fraction=args.single_event_fraction)
     loop_dir = work / "loop"
     started = time.monotonic()
     results = run_loop(
@@ -93,12 +96,15 @@ def run_seed(work: Path, seed: int, args) -> dict:
           progress=False)
     c = continue_training(work, "C", round0 / "model", [unfiltered], args.train_steps, seed + 1, corpus,
                           natural_corpus=str(corpus))
+    b1_artificial = continue_training(work, "B1-artificial-only", round0 / "model", [loop_dir / "round-1" / "tracks"],
+                                      args.train_steps, seed + 1, corpus)
     arms = {
         "A_round0": scores(round0 / "model", corpus),
         "A1_clean_only_round1_budget": scores(a1, corpus),
         "A2_clean_only_round2_budget": scores(a2, corpus),
         "B1_loop_round1": scores(loop_dir / "round-1" / "model", corpus),
         "B2_loop_round2": scores(loop_dir / "round-2" / "model", corpus),
+        "B1_without_natural_mixtures": scores(b1_artificial, corpus),
         "C_unfiltered_round1_budget": scores(c, corpus),
     }
     return {
@@ -115,6 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--clips", type=int, default=300)
+    parser.add_argument("--single-event-fraction", type=float, default=SINGLE_EVENT_FRACTION,
+                        help="Share of clean single-event training clips; lower it to make clean data scarce.")
     parser.add_argument("--round0-steps", type=int, default=400)
     parser.add_argument("--train-steps", type=int, default=200)
     parser.add_argument("--work-dir", type=Path, default=None, help="Keep the runs here (reruns resume).")

@@ -26,7 +26,7 @@ import soundfile as sf
 from clearsep_data import synth
 from clearsep_data.ontology import Ontology, OntologyNode, mid_slug
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the generated audio or files change for the same arguments."""
 
 SINGLE_EVENT_FRACTION = 0.4
@@ -170,15 +170,17 @@ def generate_demo_corpus(
     seconds: float = 10.0,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    single_event_fraction: float = SINGLE_EVENT_FRACTION,
 ) -> DemoCorpusSummary:
     """Write a demo corpus of ``clips`` training clips and ``eval_clips`` held-out multi-event clips to ``out_dir``.
 
-    ``eval_clips`` defaults to :func:`default_eval_clips`. ``progress`` is called with ``1`` after each
+    ``single_event_fraction`` of the training clips hold one event (the clean data round 0 trains on);
+    lower it to make clean data scarce, as it is in AudioSet. ``eval_clips`` defaults to :func:`default_eval_clips`. ``progress`` is called with ``1`` after each
     clip is written. Raises ``ValueError`` for invalid settings and ``FileExistsError`` when ``out_dir``
     is not empty and ``overwrite`` is false.
     """
     eval_clips = default_eval_clips(clips) if eval_clips is None else eval_clips
-    _check_settings(clips, eval_clips, sampling_rate, seconds)
+    _check_settings(clips, eval_clips, sampling_rate, seconds, single_event_fraction)
     out = Path(out_dir)
     _prepare(out, overwrite)
     length = int(round(seconds * sampling_rate))
@@ -186,7 +188,7 @@ def generate_demo_corpus(
     plan_rng = np.random.default_rng(seed)
     ytids = _ytids(plan_rng, clips + eval_clips)
     clip_seeds = np.random.SeedSequence(seed).spawn(clips + eval_clips)
-    n_single = int(round(SINGLE_EVENT_FRACTION * clips))
+    n_single = int(round(single_event_fraction * clips))
     train_single = plan_rng.permutation([1] * n_single + [0] * (clips - n_single))
     train = _plan_split(plan_rng, ytids[:clips], clip_seeds[:clips], train_single, length, seconds)
     held_out = _plan_split(plan_rng, ytids[clips:], clip_seeds[clips:], np.zeros(eval_clips, int), length, seconds)
@@ -223,6 +225,7 @@ def generate_demo_corpus(
         "seed": seed,
         "clips": clips,
         "eval_clips": eval_clips,
+        "single_event_fraction": single_event_fraction,
         "single_event_clips": n_single,
         "multi_event_clips": clips - n_single + eval_clips,
         "sampling_rate": sampling_rate,
@@ -233,9 +236,11 @@ def generate_demo_corpus(
     return summary
 
 
-def _check_settings(clips: int, eval_clips: int, sampling_rate: int, seconds: float) -> None:
+def _check_settings(clips: int, eval_clips: int, sampling_rate: int, seconds: float, single_event_fraction: float) -> None:
     if clips < 1:
         raise ValueError(f"clips must be at least 1 (got {clips})")
+    if not 0.0 <= single_event_fraction <= 1.0:
+        raise ValueError(f"single_event_fraction must be between 0 and 1 (got {single_event_fraction})")
     if eval_clips < 0:
         raise ValueError(f"eval_clips must not be negative (got {eval_clips})")
     if not 8000 <= sampling_rate <= 192000:

@@ -16,6 +16,8 @@ from clearsep_data import synth
 from clearsep_data.cli import app
 from clearsep_data.demo_corpus import (
     DEMO_CLASSES,
+    GENERATOR_VERSION,
+    SINGLE_EVENT_FRACTION,
     YTID_ALPHABET,
     DemoCorpusSummary,
     generate_demo_corpus,
@@ -71,7 +73,8 @@ def test_layout_and_file_formats(corpus):
 
     settings = json.loads((out / "corpus.json").read_text())
     assert (settings["seed"], settings["clips"], settings["eval_clips"]) == (SEED, CLIPS, EVAL_CLIPS)
-    assert (settings["sampling_rate"], settings["seconds"], settings["version"]) == (RATE, SECONDS, 1)
+    assert (settings["sampling_rate"], settings["seconds"], settings["version"]) == (RATE, SECONDS, GENERATOR_VERSION)
+    assert settings["single_event_fraction"] == SINGLE_EVENT_FRACTION
 
     with open(out / "class_labels_indices.csv", newline="", encoding="utf-8") as handle:
         classes = list(csv.DictReader(handle))
@@ -121,7 +124,7 @@ def test_single_and_multi_event_split_and_exclusive_labels(corpus):
 
     _, train = read_segments(out / "balanced_train_segments.csv")
     single = [ytid for ytid, _, _, labels in train if len(ontology.select_queries(labels).queries) == 1]
-    assert len(single) == summary.single_event_clips == round(0.4 * CLIPS)
+    assert len(single) == summary.single_event_clips == round(SINGLE_EVENT_FRACTION * CLIPS)
     assert summary.multi_event_clips == CLIPS - len(single)
     assert not set(single) & set(references)  # single-event clips have no references
 
@@ -240,6 +243,7 @@ def test_refuses_a_non_empty_folder_unless_overwrite(tmp_path):
         (dict(clips=2, eval_clips=-1), "eval_clips"),
         (dict(clips=2, sampling_rate=4000), "sampling_rate"),
         (dict(clips=2, seconds=0.5), "seconds"),
+        (dict(clips=2, single_event_fraction=1.5), "single_event_fraction"),
     ],
 )
 def test_invalid_settings_are_named(tmp_path, settings, message):
@@ -260,3 +264,9 @@ def test_command_line(tmp_path):
     replaced = runner.invoke(app, ["demo-corpus", str(out), "--clips", "3", "--eval-clips", "0", "--seconds", "1", "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
     assert len(list((out / "audio").iterdir())) == 3
+
+    scarce = runner.invoke(app, ["demo-corpus", str(tmp_path / "scarce"), "--clips", "10", "--eval-clips", "0", "--seconds", "1",
+                                 "--single-event-fraction", "0.1"])
+    assert scarce.exit_code == 0, scarce.output
+    assert "1 single-event, 9 multi-event" in scarce.output
+    assert json.loads((tmp_path / "scarce" / "corpus.json").read_text())["single_event_clips"] == 1

@@ -13,7 +13,10 @@ from clearsep_data.cli.errors import fail
 
 def demo_corpus(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the corpus to (must be empty unless --overwrite).")],
-    clips: Annotated[int, typer.Option(min=1, help="Training clips (balanced_train_segments.csv), ~40% single-event.")] = 300,
+    clips: Annotated[int, typer.Option(min=1, help="Training clips (balanced_train_segments.csv).")] = 300,
+    single_event_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fraction of the training clips that hold a single event (the clean data).")
+    ] = 0.4,
     eval_clips: Annotated[
         Optional[int], typer.Option(min=0, help="Held-out multi-event clips (eval_segments.csv). Default: max(20, clips // 5).")
     ] = None,
@@ -55,6 +58,7 @@ def demo_corpus(
                 sampling_rate=sampling_rate,
                 seconds=seconds,
                 overwrite=overwrite,
+                single_event_fraction=single_event_fraction,
                 progress=lambda done: bar.advance(task, done),
             )
     except (ValueError, FileExistsError) as error:
