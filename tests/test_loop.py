@@ -37,9 +37,9 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-def loop_config(corpus: Path, output: Path) -> LoopConfig:
-    return LoopConfig(corpus=str(corpus), output_dir=output, rounds=2, train_steps=3, thresholds=Thresholds(**LENIENT),
-                      threshold_step=2.0, training=TRAINING, progress=False)
+def loop_config(corpus: Path, output: Path, **options) -> LoopConfig:
+    settings = dict(rounds=2, train_steps=3, thresholds=Thresholds(**LENIENT), threshold_step=2.0, training=TRAINING, progress=False)
+    return LoopConfig(corpus=str(corpus), output_dir=output, **settings | options)
 
 
 def test_two_rounds_produce_models_datasets_and_a_summary(corpus, tmp_path):
@@ -54,9 +54,19 @@ def test_two_rounds_produce_models_datasets_and_a_summary(corpus, tmp_path):
         assert result.eval_si_sdri is not None and json.loads((tmp_path / "loop" / f"round-{result.round}" / "eval.json").read_text())
     round1_args = json.loads((tmp_path / "loop" / "round-1" / "model" / "training_args.json").read_text())
     assert str(tmp_path / "loop" / "round-0" / "model") in json.dumps(round1_args)  # initialised from the previous round
+    assert round1_args["natural_rate"] == 0.0 and round1_args["natural_corpus"] is None  # off by default
     summary = json.loads((tmp_path / "loop" / "summary.json").read_text())
     assert [row["round"] for row in summary] == [0, 1, 2]
     assert (tmp_path / "loop" / "rounds.png").stat().st_size > 1000
+
+
+def test_natural_mixtures_are_an_option_of_later_rounds(corpus, tmp_path):
+    run_loop(loop_config(corpus, tmp_path / "loop", natural_rate=0.5, rounds=1))
+    round1_args = json.loads((tmp_path / "loop" / "round-1" / "model" / "training_args.json").read_text())
+    assert round1_args["natural_rate"] == 0.5 and round1_args["natural_corpus"] == str(corpus)
+    assert round1_args["provenance"]["natural_clips"] > 0
+    round0_args = json.loads((tmp_path / "loop" / "round-0" / "model" / "training_args.json").read_text())
+    assert round0_args["natural_rate"] == 0.0  # round 0 has no accepted tracks to serve as targets
 
 
 def test_killed_loop_resumes_where_it_stopped(corpus, tmp_path):
