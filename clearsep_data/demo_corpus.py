@@ -174,10 +174,10 @@ def generate_demo_corpus(
 ) -> DemoCorpusSummary:
     """Write a demo corpus of ``clips`` training clips and ``eval_clips`` held-out multi-event clips to ``out_dir``.
 
-    ``single_event_fraction`` of the training clips hold one event (the clean data round 0 trains on);
-    lower it to make clean data scarce, as it is in AudioSet. ``eval_clips`` defaults to :func:`default_eval_clips`. ``progress`` is called with ``1`` after each
-    clip is written. Raises ``ValueError`` for invalid settings and ``FileExistsError`` when ``out_dir``
-    is not empty and ``overwrite`` is false.
+    ``single_event_fraction`` of the training clips hold one event: the clean data round 0 trains on
+    (lower it to make clean data scarce). ``eval_clips`` defaults to :func:`default_eval_clips`.
+    ``progress`` is called with ``1`` after each clip is written. Raises ``ValueError`` for invalid
+    settings and ``FileExistsError`` when ``out_dir`` is not empty and ``overwrite`` is false.
     """
     eval_clips = default_eval_clips(clips) if eval_clips is None else eval_clips
     _check_settings(clips, eval_clips, sampling_rate, seconds, single_event_fraction)
