@@ -46,7 +46,7 @@ class LoopConfig:
     natural_rate: float = 0.0
     """Share of natural-mixture examples in rounds ``k >= 1``: an original clip whose targets are its accepted
     tracks. Off by default: these targets are the previous model's own output on that very clip, and on the
-    demo corpus they lowered round 1's held-out SI-SDRi by up to 1 dB (``benchmarks/README.md``)."""
+    demo corpus they lowered round 1's held-out SI-SDRi by up to 1.8 dB (``benchmarks/README.md``)."""
     training: dict = field(default_factory=lambda: dict(DEFAULT_TRAINING))
     """Further ``TrainingArguments`` fields for every round (batch_size, segment_seconds, lr, silence_rate, ...)."""
     seed: int = 0
