@@ -96,7 +96,8 @@ def worker(args: argparse.Namespace) -> None:
     Timed from a barrier once every process has started and imported, so interpreter start-up is left out; the main
     process prints the time and its own peak RSS.
     """
-    from clearsep_data.engine import build, distributed_state
+    from clearsep_data.distributed import distributed_state
+    from clearsep_data.engine import build
 
     corpus, output, model = (Path(value) for value in args.worker)
     state = distributed_state()
@@ -121,7 +122,7 @@ class StageTimer:
         "decode": ("clearsep_data.corpus", "Corpus", "load"),
         "flac_encode": ("clearsep_data.engine", None, "encode_flac"),
         "quality": ("clearsep_data.engine", None, "assess"),
-        "block_write": ("clearsep_data.engine", None, "commit_block"),
+        "block_write": ("clearsep_data.build_folder", "BuildFolder", "commit_block"),
         "merge_and_card": ("clearsep_data.engine", None, "finalize"),
         "model_load": ("clearsep_data.engine", None, "load_model"),
     }

@@ -18,6 +18,7 @@ decodes ``[0, clip.duration)`` of it.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -131,6 +132,21 @@ class Corpus(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, classes={len(self.vocabulary)})"
 
+    def content_digest(self) -> str:
+        """A digest of what the corpus lists (its rows, ontology and vocabulary), not of where it lies.
+
+        A resumed build compares it, so a corpus regenerated in place is never mixed with the one it replaced
+        (the audio files themselves are checked per block, see :func:`source_stamp`).
+        """
+        digest = hashlib.sha256(json.dumps([self.ontology.to_entries(), self.vocabulary], sort_keys=True).encode())
+        for part in self._listing():
+            digest.update(part)
+        return digest.hexdigest()[:16]
+
+    @abstractmethod
+    def _listing(self) -> Iterator[bytes]:
+        """The bytes that identify the rows of the corpus."""
+
     def _check_labels(self, labels: Iterable[str]) -> tuple[str, ...]:
         """Deduplicated ``labels``; :class:`_BadRow` if empty or if some are not in the ontology."""
         labels = tuple(dict.fromkeys(labels))
@@ -199,6 +215,10 @@ class AudioSetFolder(Corpus):
                 yield Skip(index, ytid, where, str(bad))
                 continue
             yield Clip(index, ytid, start, end, labels, audio, where)
+
+    def _listing(self) -> Iterator[bytes]:
+        with open(self.segments_path, "rb") as handle:
+            yield from iter(lambda: handle.read(2**20), b"")
 
     def _rows(self) -> Iterator[tuple[str, list[str]]]:
         """``(where, fields)`` of each data row; comments, blank lines and a plain header are left out.
@@ -496,6 +516,10 @@ class HuggingFaceCorpus(Corpus):
                 labels.append(candidate)
             start = stop
         return labels
+
+    def _listing(self) -> Iterator[bytes]:
+        # datasets' fingerprint follows the data files of a loaded dataset; a stream has none before it is read.
+        yield f"{self.name}[{self.split}]:{getattr(self.dataset, '_fingerprint', None)}".encode()
 
     def _resolve(self, label: str) -> str:
         try:

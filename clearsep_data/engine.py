@@ -4,7 +4,7 @@ For every clip of a corpus the engine reduces its labels to mutually exclusive q
 single-event clip whole, separates a multi-event clip once per query, scores the separation
 without references (remix and per-track checks, see :mod:`clearsep_data.quality`), filters the
 tracks with :class:`~clearsep_data.filtering.Thresholds` and writes them, block by block, with
-:mod:`clearsep_data.writer`. Launched under ``torchrun`` / ``accelerate launch``, each process takes
+:mod:`clearsep_data.build_folder`. Launched under ``torchrun`` / ``accelerate launch``, each process takes
 every ``num_processes``-th block; the main process merges the blocks once all are done.
 """
 
@@ -13,42 +13,28 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
-import shutil
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from clearsep_data.audio import AudioError, encode_flac
+from clearsep_data.build_folder import Block, BuildError, BuildFolder, dataset_card_data
 from clearsep_data.corpus import Clip, Skip, open_corpus
+from clearsep_data.distributed import distributed_state, stop_with_launcher
 from clearsep_data.filtering import Thresholds
 from clearsep_data.ontology import Ontology, mid_slug
 from clearsep_data.quality import assess
 from clearsep_data.schema import ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE, track_features
-from clearsep_data.writer import (
-    atomic_write_lines,
-    atomic_write_text,
-    commit_block,
-    committed_blocks,
-    dataset_card_data,
-    iter_block_skips,
-    merge_blocks,
-    write_dataset_readme,
-)
 
-WORK_DIR_NAME = ".clearsep-build"
 ACCEPTED_SPLIT = "train"
 REJECTED_SPLIT = "rejected"
-
-
-class BuildError(RuntimeError):
-    """A build that cannot start or finish (bad options, a work folder from other settings)."""
 
 
 @dataclass
@@ -74,10 +60,15 @@ class BuildConfig:
     batch_size: int = 8
     use_bf16: bool = False
 
-    def fingerprint(self, model_tag: str) -> dict:
-        """The settings a resumed build must share with the interrupted one."""
+    def fingerprint(self, model_tag: str, sampling_rate: int, corpus_digest: str) -> dict:
+        """The settings that define the dataset: a rerun or a resumed build must share them.
+
+        ``corpus_digest`` identifies what the corpus lists (:meth:`Corpus.content_digest`), so a corpus
+        regenerated in place is not taken for the one the build started on.
+        """
         return {
             "corpus": self.corpus,
+            "corpus_digest": corpus_digest,
             "segments": self.segments,
             "ontology": self.ontology,
             "split": self.split,
@@ -86,9 +77,27 @@ class BuildConfig:
             "model": model_tag,
             "thresholds": asdict(self.thresholds),
             "iteration": self.iteration,
-            "sampling_rate": self.sampling_rate,
+            "sampling_rate": sampling_rate,
             "keep_rejected": self.keep_rejected,
             "block_size": self.block_size,
+            "max_shard_bytes": self.max_shard_bytes,
+            "bf16": self.use_bf16,
+        }
+
+    def numerics(self, device: torch.device) -> dict:
+        """What changes the float results in their last bits: a build resumes only under the same numerics.
+
+        PyTorch picks kernels by the thread count (small-batch 1x1 convolutions go to oneDNN only with more
+        than one thread) and by version; the query batch size changes the shapes of the model's matrix products.
+        """
+        import clearsep_data
+
+        return {
+            "threads_per_process": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "clearsep_data": clearsep_data.__version__,
+            "device": device.type,
+            "batch_size": self.batch_size,
         }
 
 
@@ -112,9 +121,6 @@ class BuildSummary:
     corpus: str = ""
     sampling_rate: int = 0
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
 
 def model_tag(model_id: str, model) -> str:
     """``{id}@{revision}``: the Hub commit for Hub models, a content hash for local folders."""
@@ -130,8 +136,31 @@ def model_tag(model_id: str, model) -> str:
 
 
 def reason_category(reason: str) -> str:
-    """A reason with numbers and quoted names blanked, to count skips by kind."""
-    return re.sub(r"\d+(\.\d+)?", "#", reason.split(": ", 1)[0] if reason.startswith("/") else reason)
+    """A reason with its numbers blanked (MIDs such as ``/m/09x0r`` kept whole), to count skips by kind.
+
+    A reason that starts with a file path is counted by the path's message, without the path.
+    """
+    text = reason.split(": ", 1)[-1] if reason.startswith("/") else reason
+    return re.sub(r"(?<![\w/.])[-+]?\d+(\.\d+)?(?![\w/])", "#", text)
+
+
+def source_stamp(item: Clip | Skip) -> str:
+    """What a committed block remembers of each row, to notice a corpus changed under a resumed build.
+
+    For audio files, size and modification time (reading them again would cost as much as the build);
+    for embedded audio, a hash of the bytes; for a skip, its reason.
+    """
+    if isinstance(item, Skip):
+        return f"skip:{item.clip_id}:{item.reason}"
+    if isinstance(item.audio, bytes):
+        audio = "bytes:" + hashlib.blake2b(item.audio, digest_size=8).hexdigest()
+    else:
+        try:
+            status = os.stat(item.audio)
+            audio = f"file:{status.st_size}:{status.st_mtime_ns}"
+        except OSError:
+            audio = "file:missing"
+    return f"{item.clip_id}:{item.start_seconds}:{item.end_seconds}:{','.join(item.labels)}:{audio}"
 
 
 class TrackMaker:
@@ -219,16 +248,6 @@ class TrackMaker:
         return Skip(index=clip.index, clip_id=clip.clip_id, where=clip.where, reason=reason)
 
 
-def distributed_state():
-    """accelerate's process state; on CPU it must be told so, or every process would do all the work."""
-    from accelerate import PartialState
-    from accelerate.utils import InitProcessGroupKwargs
-
-    # Processes finish their shares at different times: allow long waits at the final barrier.
-    kwargs = InitProcessGroupKwargs(timeout=timedelta(hours=12)).to_kwargs()
-    return PartialState(cpu=not torch.cuda.is_available(), **kwargs)
-
-
 def load_model(model_id: str | None, device):
     """A ``ClearSepModel`` (local folder or Hub id) in eval mode on ``device``, and its provenance tag."""
     if model_id is None:
@@ -239,21 +258,32 @@ def load_model(model_id: str | None, device):
     return model, model_tag(model_id, model)
 
 
-class BlockRunner:
-    """Processes this process's blocks of the corpus, committing each one atomically."""
+COUNTS = ("clips", "skipped", "accepted", "rejected")
 
-    def __init__(self, corpus, maker: TrackMaker, work_dir: Path, features, rank: int, world: int, block_size: int):
-        self.corpus, self.maker, self.work_dir, self.features = corpus, maker, work_dir, features
+
+class BlockRunner:
+    """Processes this process's blocks of the corpus, committing each one atomically.
+
+    Blocks committed by an earlier run are not redone, but their rows are checked against the corpus as it is
+    now (:func:`source_stamp`): a corpus changed under an unfinished build stops it instead of mixing both.
+    """
+
+    def __init__(self, corpus, maker: TrackMaker, folder: BuildFolder, features, rank: int, world: int, block_size: int):
+        self.corpus, self.maker, self.folder, self.features = corpus, maker, folder, features
         self.rank, self.world, self.block_size = rank, world, block_size
-        self.accepted = self.rejected = 0
+        self.done = folder.committed_blocks()
+        self.counts: Counter = Counter()
+        """This run's counts (:data:`COUNTS`) of the rows this process handled."""
+        self.mine: set[int] = set()
+        """Blocks this process handles in this run."""
+        self._checking: tuple[int, list[str]] | None = None
 
     def run(self, on_clip=None) -> int:
-        """Process every pending block of this process; returns the number of corpus rows seen.
+        """Process every pending block of this process; returns the number of corpus rows.
 
         A finished block is written by a background thread while the next one is processed (parquet writing and
         fsync release the GIL, so the writes overlap the model); at most one block is in flight.
         """
-        done = committed_blocks(self.work_dir)
         pending: dict | None = None
         in_flight: Future | None = None
         rows = 0
@@ -261,13 +291,18 @@ class BlockRunner:
             for item in self.corpus:
                 rows = item.index + 1
                 block = item.index // self.block_size
-                if block % self.world != self.rank or block in done:
+                if block % self.world != self.rank:
+                    continue
+                if block in self.done:
+                    self._check_committed(item, block)
                     continue
                 if pending is not None and pending["block"] != block:
                     in_flight = self._commit_in_background(writer, pending, in_flight)
                     pending = None
                 if pending is None:
-                    pending = {"block": block, "train": [], REJECTED_SPLIT: [], "skips": [], "clips": []}
+                    self.mine.add(block)
+                    pending = {"block": block, ACCEPTED_SPLIT: [], REJECTED_SPLIT: [], "skips": [], "indexes": [], "sources": [],
+                               "counts": Counter()}
                 self._process(item, pending)
                 if on_clip is not None:
                     on_clip(self)
@@ -277,79 +312,74 @@ class BlockRunner:
                 in_flight.result()
         return rows
 
+    def _check_committed(self, item: Clip | Skip, block: int) -> None:
+        if self._checking is None or self._checking[0] != block:
+            self._checking = (block, list(reversed(self.done[block].manifest()["sources"])))
+        expected = self._checking[1].pop() if self._checking[1] else None
+        if expected != source_stamp(item):
+            raise BuildError(
+                f"{item.where}: the corpus changed since block {block} of the unfinished build in {self.folder.root} was "
+                "written (this row's labels, segment or audio file differ); pass --overwrite to rebuild from the corpus as it is now"
+            )
+
     def _commit_in_background(self, writer: ThreadPoolExecutor, pending: dict, in_flight: Future | None) -> Future:
         if in_flight is not None:
             in_flight.result()  # the previous block first: bounded memory, and its errors surface here
         return writer.submit(self._commit, pending)
 
     def _process(self, item: Clip | Skip, pending: dict) -> None:
-        pending["clips"].append(item.index)
+        pending["indexes"].append(item.index)
+        pending["sources"].append(source_stamp(item))
+        counts = Counter(clips=1)
         if isinstance(item, Skip):
-            pending["skips"].append(item)
-            return
-        accepted, rejected, skip = self.maker(item, self.corpus)
+            skip, accepted, rejected = item, [], []
+        else:
+            accepted, rejected, skip = self.maker(item, self.corpus)
         if skip is not None:
             pending["skips"].append(skip)
+            counts["skipped"] += 1
         pending[ACCEPTED_SPLIT].extend(accepted)
         if self.maker.config.keep_rejected:
             pending[REJECTED_SPLIT].extend(rejected)
-        self.accepted += len(accepted)
-        self.rejected += len(rejected)
+        counts.update(accepted=len(accepted), rejected=len(rejected))
+        pending["counts"].update(counts)
+        self.counts.update(counts)
 
     def _commit(self, pending: dict) -> None:
         splits = {ACCEPTED_SPLIT: pending[ACCEPTED_SPLIT], REJECTED_SPLIT: pending[REJECTED_SPLIT]}
-        commit_block(self.work_dir, pending["block"], splits, pending["skips"], pending["clips"], self.features)
+        manifest = {"indexes": pending["indexes"], "sources": pending["sources"],
+                    "counts": {key: pending["counts"][key] for key in COUNTS}}
+        self.folder.commit_block(pending["block"], splits, pending["skips"], manifest, self.features)
+
+    def others(self) -> Counter:
+        """Counts of the blocks committed by other processes or earlier runs (one folder listing)."""
+        counts: Counter = Counter()
+        for number, block in self.folder.committed_blocks().items():
+            if number not in self.mine:
+                counts.update(block.manifest()["counts"])
+        return counts
 
 
-def prepare_work_dir(output_dir: Path, fingerprint: dict, overwrite: bool) -> bool:
-    """Create or validate the work folder; ``False`` when the same build already finished."""
-    work = output_dir / WORK_DIR_NAME
-    finished = output_dir / "build.json"
-    if overwrite:
-        shutil.rmtree(work, ignore_errors=True)
-        for stale in ("data", "README.md", "build.json", "skips.jsonl"):
-            path = output_dir / stale
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    elif finished.exists():
-        if json.loads(finished.read_text()).get("fingerprint") == fingerprint:
-            shutil.rmtree(work, ignore_errors=True)
-            return False
-        raise BuildError(f"{output_dir} holds a finished build with other settings; pass --overwrite to replace it")
-    elif output_dir.exists() and any(output_dir.iterdir()) and not (work / "params.json").exists():
-        raise BuildError(f"{output_dir} is not empty and holds no ClearSep build; choose another folder or pass --overwrite")
-    work.mkdir(parents=True, exist_ok=True)
-    params = work / "params.json"
-    if params.exists():
-        if json.loads(params.read_text()) != fingerprint:
-            raise BuildError(
-                f"{output_dir} holds an unfinished build with other settings ({params}); "
-                "rerun with the same settings to resume, or pass --overwrite"
-            )
-    else:
-        atomic_write_text(params, json.dumps(fingerprint, indent=2, sort_keys=True))
-    return True
-
-
-def finalize(config: BuildConfig, fingerprint: dict, rows: int, features, sampling_rate: int) -> BuildSummary:
-    """Check every block is there, merge them into the dataset, write README, skips and summary."""
-    work = config.output_dir / WORK_DIR_NAME
-    blocks = committed_blocks(work)
+def finalize(config: BuildConfig, folder: BuildFolder, fingerprint: dict, rows: int, features) -> BuildSummary:
+    """Check every block is there, merge them into the dataset, write skips, README and summary."""
+    blocks = folder.committed_blocks()
     expected = range(math.ceil(rows / config.block_size))
     missing = sorted(set(expected) - set(blocks))
     if missing:
         raise BuildError(f"blocks {missing[:10]} were never committed; rerun the same command to finish them")
     ordered = [blocks[number] for number in expected]
     splits = [ACCEPTED_SPLIT, REJECTED_SPLIT] if config.keep_rejected else [ACCEPTED_SPLIT]
-    split_info = merge_blocks(ordered, config.output_dir, splits, features, config.max_shard_bytes)
+    split_info = folder.merge(ordered, splits, features, config.max_shard_bytes)
     skip_reasons: Counter = Counter()
 
     def skip_lines():  # streamed: the skip list of a large corpus is never held in memory
-        for skip in iter_block_skips(ordered):
-            skip_reasons[reason_category(skip["reason"])] += 1
-            yield json.dumps(skip) + "\n"
+        for block in ordered:
+            for skip in block.skips():
+                skip_reasons[reason_category(skip["reason"])] += 1
+                yield json.dumps(skip) + "\n"
 
-    atomic_write_lines(config.output_dir / "skips.jsonl", skip_lines())
-    summary = summarize(ordered, rows, fingerprint, sampling_rate, skip_reasons)
+    folder.write_skips(skip_lines())
+    summary = summarize(ordered, rows, fingerprint, skip_reasons)
     summary.splits = split_info
     card_data = dataset_card_data(
         features,
@@ -357,16 +387,11 @@ def finalize(config: BuildConfig, fingerprint: dict, rows: int, features, sampli
         task_categories=["audio-to-audio"],
         tags=["audio", "source-separation", "audioset", "clearsep"],
     )
-    write_dataset_readme(config.output_dir, card_data, readme_body(summary))
-    atomic_write_text(
-        config.output_dir / "build.json",
-        json.dumps({"fingerprint": fingerprint, "summary": json.loads(summary.to_json())}, indent=2, sort_keys=True),
-    )
-    shutil.rmtree(work, ignore_errors=True)
+    folder.complete(card_data, readme_body(summary), {"fingerprint": fingerprint, "summary": asdict(summary)})
     return summary
 
 
-def summarize(blocks: list[Path], rows: int, fingerprint: dict, sampling_rate: int, skip_reasons: Counter) -> BuildSummary:
+def summarize(blocks: list[Block], rows: int, fingerprint: dict, skip_reasons: Counter) -> BuildSummary:
     """Counts over the committed blocks, reading only the label and origin columns, one block at a time."""
     import pyarrow.parquet as pq
 
@@ -376,8 +401,8 @@ def summarize(blocks: list[Path], rows: int, fingerprint: dict, sampling_rate: i
     for block in blocks:
         origins: dict[str, set] = {ORIGIN_SINGLE_SOURCE: set(), ORIGIN_SEPARATED: set()}  # a clip lies in one block
         for split, counter in ((ACCEPTED_SPLIT, accepted), (REJECTED_SPLIT, rejected)):
-            path = block / f"{split}.parquet"
-            if path.exists():
+            path = block.split_file(split)
+            if path is not None:
                 table = pq.read_table(path, columns=["clip_id", "start_seconds", "label_name", "origin"]).to_pylist()
                 counter.update(row["label_name"] for row in table)
                 for row in table:
@@ -397,10 +422,8 @@ def summarize(blocks: list[Path], rows: int, fingerprint: dict, sampling_rate: i
         thresholds=fingerprint["thresholds"],
         iteration=fingerprint["iteration"],
         corpus=fingerprint["corpus"],
-        sampling_rate=sampling_rate,
+        sampling_rate=fingerprint["sampling_rate"],
     )
-
-
 def readme_body(summary: BuildSummary) -> str:
     """A short card body; ``clearsep-data push dataset`` writes the full dataset card."""
     lines = [
@@ -423,7 +446,7 @@ def readme_body(summary: BuildSummary) -> str:
 
 
 def progress_bar():
-    """A rich progress bar showing clips/s and the acceptance rate."""
+    """A rich progress bar of the clips of every process, with clips/s, tracks and skipped clips."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
@@ -431,7 +454,8 @@ def progress_bar():
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]} clips/s"),
-        TextColumn("accepted {task.fields[accept]}"),
+        TextColumn("tracks {task.fields[accepted]} accepted, {task.fields[rejected]} rejected"),
+        TextColumn("skipped {task.fields[skipped]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
@@ -440,6 +464,7 @@ def progress_bar():
 def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True) -> BuildSummary | None:
     """Run the engine (this process's share under a distributed launch); the main process returns the summary."""
     state = distributed_state()
+    stop_with_launcher()
     model, tag = load_model(config.model, state.device)
     corpus = open_corpus(
         config.corpus,
@@ -451,40 +476,66 @@ def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True
         streaming=config.streaming,
     )
     maker = TrackMaker(config, corpus.ontology, model, tag)
-    sampling_rate = maker.sampling_rate
-    config.sampling_rate = sampling_rate
-    fingerprint = config.fingerprint(tag)
-    pending = prepare_work_dir(config.output_dir, fingerprint, overwrite) if state.is_main_process else True
-    state.wait_for_everyone()
-    if state.is_main_process and not pending:
-        return BuildSummary(**json.loads((config.output_dir / "build.json").read_text())["summary"])
-    if not (config.output_dir / WORK_DIR_NAME).exists():
-        return None  # another process found the build already finished
-    features = track_features(sampling_rate)
-    runner = BlockRunner(corpus, maker, config.output_dir / WORK_DIR_NAME, features, state.process_index, state.num_processes, config.block_size)
-    rows = _run_with_progress(runner, corpus, progress and state.is_main_process, state.num_processes)
-    state.wait_for_everyone()
-    summary = finalize(config, fingerprint, rows, features, sampling_rate) if state.is_main_process else None
-    state.wait_for_everyone()
-    return summary
+    fingerprint = config.fingerprint(tag, maker.sampling_rate, corpus.content_digest())
+    folder = BuildFolder(config.output_dir)
+    if state.is_main_process:
+        folder.lock()
+    try:
+        pending = _open_on_main(state, folder, fingerprint, config.numerics(state.device), overwrite)
+        if not pending:
+            return BuildSummary(**folder.finished_record()["summary"]) if state.is_main_process else None
+        features = track_features(maker.sampling_rate)
+        runner = BlockRunner(corpus, maker, folder, features, state.process_index, state.num_processes, config.block_size)
+        rows = _run_with_progress(runner, corpus, config.block_size, progress and state.is_main_process)
+        state.wait_for_everyone()
+        return finalize(config, folder, fingerprint, rows, features) if state.is_main_process else None
+    finally:
+        state.wait_for_everyone()
+        folder.unlock()
 
 
-def _run_with_progress(runner: BlockRunner, corpus, show: bool, world: int) -> int:
+def _open_on_main(state, folder: BuildFolder, fingerprint: dict, numerics: dict, overwrite: bool) -> bool:
+    """:meth:`BuildFolder.open` on the main process, its answer (or error) shared with every process."""
+    answer: list = [None]
+    if state.is_main_process:
+        try:
+            answer = [folder.open(fingerprint, numerics, overwrite)]
+        except BuildError as error:
+            answer = [str(error)]
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(answer)
+    if isinstance(answer[0], str):
+        raise BuildError(answer[0])
+    return answer[0]
+
+
+def _run_with_progress(runner: BlockRunner, corpus, block_size: int, show: bool) -> int:
+    """Run this process's share; the main process's bar counts every process's clips (committed blocks) once."""
     if not show:
         return runner.run()
-    total = None if corpus.num_rows is None else math.ceil(corpus.num_rows / world)
     start = time.monotonic()
+    others, polled = runner.others(), start
     with progress_bar() as bar:
-        task = bar.add_task("build", total=total, rate="0.0", accept="-")
+        task = bar.add_task("build", total=corpus.num_rows, rate="0.00", accepted=0, rejected=0, skipped=0)
 
-        def on_clip(current: BlockRunner) -> None:
-            tracks = current.accepted + current.rejected
-            done = bar.tasks[0].completed + 1
-            bar.update(
-                task,
-                advance=1,
-                rate=f"{done / max(time.monotonic() - start, 1e-9):.2f}",
-                accept=f"{current.accepted / tracks:.0%}" if tracks else "-",
-            )
+        def show() -> None:
+            counts = others + runner.counts
+            rate = runner.counts["clips"] / max(time.monotonic() - start, 1e-9)
+            bar.update(task, completed=counts["clips"], rate=f"{rate:.2f}", **{key: counts[key] for key in COUNTS[1:]})
 
-        return runner.run(on_clip)
+        def on_clip(_: BlockRunner) -> None:
+            nonlocal others, polled
+            if time.monotonic() - polled > 1.0:
+                others, polled = runner.others(), time.monotonic()
+            show()
+
+        rows = runner.run(on_clip)
+        expected = math.ceil(rows / block_size)
+        while True:  # the other processes' last blocks
+            others = runner.others()
+            show()
+            if len(runner.folder.committed_blocks()) >= expected:
+                return rows
+            time.sleep(0.5)

@@ -17,7 +17,7 @@ from pathlib import Path
 from clearsep_data.corpus import open_corpus
 from clearsep_data.engine import BuildConfig, build
 from clearsep_data.filtering import Thresholds
-from clearsep_data.writer import atomic_write_text
+from clearsep_data.build_folder import atomic_write_text
 
 SUMMARY_FILE = "summary.json"
 DEFAULT_TRAINING = {"segment_seconds": 2.0, "lr": 3e-3}

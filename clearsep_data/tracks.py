@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets import Dataset, IterableDataset, load_dataset
+import pyarrow.parquet as pq
+from datasets import Dataset, Features, IterableDataset, load_dataset
 
 
 def local_shards(folder: Path, split: str) -> list[str]:
@@ -26,5 +27,9 @@ def load_tracks(source: str | Path, split: str = "train", streaming: bool = Fals
         shards = local_shards(folder, split)
         if not shards:
             raise FileNotFoundError(f"{folder}: no parquet shards for split {split!r} under data/")
+        if not streaming and all(pq.read_metadata(shard).num_rows == 0 for shard in shards):
+            # A build that produced no track: datasets cannot materialise a split of zero rows from files.
+            features = Features.from_arrow_schema(pq.read_schema(shards[0]))
+            return Dataset.from_dict({name: [] for name in features}, features=features)
         return load_dataset("parquet", data_files={split: shards}, split=split, streaming=streaming)
     return load_dataset(str(source), split=split, streaming=streaming)

@@ -55,7 +55,7 @@ def stage_dataset(
     from huggingface_hub import DatasetCard
 
     from clearsep_data.stats import PROVENANCE_FILES, DatasetFiles, StatsError, compute_stats, open_shard, write_plots
-    from clearsep_data.writer import dataset_card_data, write_shards
+    from clearsep_data.build_folder import dataset_card_data, write_shards
 
     source = Path(dataset_dir)
     if not source.is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -70,9 +71,9 @@ def run_cli(*args: str, env_extra: dict | None = None, launcher: list[str] | Non
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, **kwargs)
 
 
-def build_args(corpus: Path, model: Path, output: Path, *extra: str) -> list[str]:
+def build_args(corpus: Path, model: Path, output: Path, *extra: str, block_size: int = 3) -> list[str]:
     thresholds = ["--min-re-sdr", "-100", "--min-re-sisdr", "-100", "--min-energy-ratio", "-60"]
-    return ["build", str(corpus), str(output), "--model", str(model), "--block-size", "3", *thresholds,
+    return ["build", str(corpus), str(output), "--model", str(model), "--block-size", str(block_size), *thresholds,
             "--min-consistency-sisdr", "-100", "--max-leakage-db", "100", "--no-progress", *extra]
 
 
@@ -113,7 +114,7 @@ def test_build_writes_a_loadable_dataset_with_quality_fields(reference_build, co
 
 def test_clip_audio_of_single_source_tracks_is_the_clip(reference_build, corpus):
     row = next(r for r in read_split(reference_build, "train") if r["origin"] == "single_source")
-    track, rate = sf.read(__import__("io").BytesIO(row["audio"]["bytes"]), dtype="float32")
+    track, rate = sf.read(io.BytesIO(row["audio"]["bytes"]), dtype="float32")
     clip, clip_rate = sf.read(corpus / "audio" / f"{row['clip_id']}.flac", dtype="float32")
     assert rate == clip_rate == RATE
     np.testing.assert_allclose(track, clip, atol=2 / 32768)
@@ -165,6 +166,61 @@ def test_killed_build_resumes_to_the_uninterrupted_result(corpus, model_dir, ref
     assert not work.exists()
     rerun = run_cli(*build_args(corpus, model_dir, output))  # a finished build is left as it is
     assert rerun.returncode == 0 and read_split(output, "train") == read_split(reference_build, "train")
+
+
+def test_killed_launcher_stops_its_workers_and_one_process_resumes_two(corpus, model_dir, reference_build, tmp_path):
+    """kill -9 of torchrun: its workers stop on their own; the build resumed by one process (same per-process
+    thread count, same machine) is bit-identical to the uninterrupted one."""
+    output = tmp_path / "two-then-one"
+    args = build_args(corpus, model_dir, output, block_size=1)  # 16 blocks: much is left to do when the launcher dies
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    process = subprocess.Popen(launcher + ["-m", "clearsep_data", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = output / ".clearsep-build"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(work.glob("block-*"))) < 2:
+        time.sleep(0.05)
+    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(workers) == 2
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(map(is_running, workers)):
+        time.sleep(0.1)
+    assert not any(map(is_running, workers)), "workers outlived their launcher"
+    assert len(list(work.glob("block-*"))) < 16 and not (output / "build.json").exists(), "stopped half-way"
+    threads = run_cli(*args, env_extra={"OMP_NUM_THREADS": "2"})
+    assert threads.returncode == 1 and "threads_per_process 1 then, 2 now" in threads.stderr
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    for split in ("train", "rejected"):
+        assert read_split(output, split) == read_split(reference_build, split)
+
+
+def test_builds_under_other_thread_counts_agree_within_rounding(corpus, model_dir, reference_build, tmp_path):
+    """Thread counts pick other kernels: not bit-identical, but within 1 LSB of 16-bit audio and 1e-3 dB."""
+    output = tmp_path / "two-threads"
+    result = run_cli(*build_args(corpus, model_dir, output), env_extra={"OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr
+    fields = ("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db")
+    for split in ("train", "rejected"):
+        ours, theirs = read_split(output, split), read_split(reference_build, split)
+        assert [row["track_id"] for row in ours] == [row["track_id"] for row in theirs]
+        for mine, reference in zip(ours, theirs):
+            for field in fields:
+                if reference[field] is not None:
+                    assert abs(mine[field] - reference[field]) <= 1e-3, (field, mine["track_id"])
+            audio = sf.read(io.BytesIO(mine["audio"]["bytes"]), dtype="int16")[0].astype(np.int32)
+            expected = sf.read(io.BytesIO(reference["audio"]["bytes"]), dtype="int16")[0].astype(np.int32)
+            assert np.abs(audio - expected).max() <= 1, mine["track_id"]
+
+
+def is_running(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return False
 
 
 def free_port() -> int:

@@ -103,5 +103,20 @@ def print_summary(summary, output_dir: Path, console) -> None:
     console.print(table)
     console.print(
         f"clips {summary.clips}: {summary.single_source_clips} single-source, {summary.separated_clips} separated, "
-        f"{summary.skipped_clips} skipped" + (f" ({summary.skip_reasons})" if summary.skipped_clips else "")
+        f"{summary.skipped_clips} skipped" + (f" ({summary.skip_reasons})" if summary.skipped_clips else ""),
+        highlight=False,
+        markup=False,
     )
+    if summary.accepted_tracks + summary.rejected_tracks == 0:
+        from rich.markup import escape
+
+        console.print(f"[yellow]warning:[/yellow] no track was produced: {escape(no_tracks_reason(summary))}", highlight=False, soft_wrap=True)
+
+
+def no_tracks_reason(summary) -> str:
+    """Why a build produced no track: its most frequent skip reasons."""
+    if not summary.clips:
+        return "the corpus has no rows"
+    top = list(summary.skip_reasons.items())[:3]
+    reasons = "; ".join(f"{count}x {reason}" for reason, count in top)
+    return f"{summary.skipped_clips} of {summary.clips} clips were skipped ({reasons}); see skips.jsonl"

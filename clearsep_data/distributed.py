@@ -1,0 +1,42 @@
+"""Process state under ``torchrun`` / ``accelerate launch``, shared by the engine and the trainer."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import torch
+
+
+def distributed_state():
+    """accelerate's process state; on CPU it must be told so, or every process would do all the work."""
+    from accelerate import PartialState
+    from accelerate.utils import InitProcessGroupKwargs
+
+    # Processes finish their shares at different times: allow long waits at the final barrier.
+    kwargs = InitProcessGroupKwargs(timeout=timedelta(hours=12)).to_kwargs()
+    return PartialState(cpu=not torch.cuda.is_available(), **kwargs)
+
+
+def stop_with_launcher(poll_seconds: float = 0.1) -> None:
+    """End this worker soon after its launcher dies.
+
+    ``kill -9`` of ``torchrun`` (or ``accelerate launch``) gives its workers no chance to be told: they would run
+    on, orphaned, and finish the job behind the user's back. A daemon thread watches the parent process and
+    exits when it is gone; committed work is kept (blocks and checkpoints are atomic), so rerunning resumes.
+    """
+    if "LOCAL_RANK" not in os.environ:  # not started by a launcher
+        return
+    launcher = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(poll_seconds)
+        sys.stderr.write(f"error: the launcher (PID {launcher}) is gone; stopping. Rerun the same command to resume.\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="clearsep-launcher-watch", daemon=True).start()
