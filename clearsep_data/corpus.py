@@ -44,6 +44,9 @@ DEFAULT_SEGMENTS_FILE = "balanced_train_segments.csv"
 SEGMENTS_COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels")
 ID_COLUMNS = ("ytid", "YTID", "video_id", "clip_id", "id")
 """Columns of a Hugging Face corpus that may hold the clip id, first match wins."""
+CSV_ENCODING = "utf-8-sig"
+"""How the metadata CSVs are read: UTF-8 with or without the byte-order mark that Excel and Notepad write,
+which would otherwise stick to the first field (a comment would no longer start with ``#``, a YTID would gain it)."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
@@ -206,7 +209,7 @@ class AudioSetFolder(Corpus):
         Each line is parsed on its own, so a stray quote spoils one row and not the rest of the file.
         """
         name = self.segments_path.name
-        with open(self.segments_path, encoding="utf-8", errors="replace") as handle:
+        with open(self.segments_path, encoding=CSV_ENCODING, errors="replace") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
@@ -353,7 +356,7 @@ def read_class_labels(path: str | os.PathLike, ontology: Ontology) -> list[str]:
     """
     by_index: dict[int, str] = {}
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding=CSV_ENCODING) as handle:
             reader = csv.reader(handle, skipinitialspace=True)
             header = [field.strip() for field in next(reader, [])]
             if header != ["index", "mid", "display_name"]:

@@ -1,0 +1,67 @@
+"""User errors in the inputs: each ends with one ``error: ...`` line (no traceback) and a non-zero exit."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from test_corpus import SR, write_audio, write_label_files, write_segments
+from test_ontology import BARK, DOG, SPEECH
+from typer.testing import CliRunner
+
+from clearsep_data.cli import app
+from clearsep_data.corpus import open_corpus
+
+BOM = "\ufeff".encode()
+ROWS = 'speech00001, 0.000, 1.000, "/m/09x0r"\ndogbark0001, 2.000, 3.000, "/m/0bt9lr,/m/05tny_"\n'
+
+
+@pytest.fixture
+def corpus_dir(tmp_path):
+    """An AudioSet-style folder with two clips that both become clips (no skips)."""
+    root = tmp_path / "corpus"
+    write_label_files(root)
+    for ytid in ("speech00001", "dogbark0001"):
+        write_audio(root / "audio" / f"{ytid}.flac", 1.0, rate=SR, channels=1)
+    write_segments(root / "balanced_train_segments.csv", ROWS)
+    return root
+
+
+def error_line(result) -> str:
+    """The single line a refused command prints; fails the test on a traceback or extra output."""
+    assert result.exit_code != 0, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def add_bom(path) -> None:
+    path.write_bytes(BOM + path.read_bytes())
+
+
+# --- 1. a byte-order mark ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("comment_header", [True, False], ids=["bom-on-comment", "bom-on-data-row"])
+def test_csvs_with_a_byte_order_mark_read_as_without(corpus_dir, tmp_path, comment_header):
+    expected = [(item.clip_id, item.labels, item.where) for item in open_corpus(str(corpus_dir))]
+    bommed = tmp_path / "bommed"
+    shutil.copytree(corpus_dir, bommed)
+    segments = bommed / "balanced_train_segments.csv"
+    if not comment_header:
+        segments.write_text(ROWS, encoding="utf-8")
+        expected = [(clip_id, labels, where.replace(":4", ":1").replace(":5", ":2")) for clip_id, labels, where in expected]
+    for path in (segments, bommed / "class_labels_indices.csv"):
+        add_bom(path)
+    corpus = open_corpus(str(bommed))
+    assert [(item.clip_id, item.labels, item.where) for item in corpus] == expected
+    assert expected[1][1] == (DOG, BARK) and expected[0][1] == (SPEECH,)
+
+
+def test_reference_manifest_with_a_byte_order_mark(tmp_path):
+    from clearsep_data.evaluation import REFERENCE_MANIFEST, read_reference_manifest
+
+    manifest = tmp_path / REFERENCE_MANIFEST
+    manifest.parent.mkdir()
+    manifest.write_bytes(BOM + b"ytid,label,path\nspeech00001,/m/09x0r,references/speech00001/speech.flac\n")
+    assert [reference.label for reference in read_reference_manifest(tmp_path)["speech00001"]] == [SPEECH]
