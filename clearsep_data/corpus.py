@@ -163,6 +163,11 @@ class AudioSetFolder(Corpus):
         if not self.root.is_dir():
             raise CorpusError(f"{self.root}: not a folder")
         self.segments_path = find_segments_file(self.root, segments, split)
+        if next(self._rows(), None) is None:  # else a build "finishes" with an empty dataset
+            raise CorpusError(
+                f"{self.segments_path} has no data rows (only comments, blank lines or a header): "
+                f"add one line per clip, {', '.join(SEGMENTS_COLUMNS)}"
+            )
         ontology_obj, vocabulary = load_label_space(self.root, ontology)
         super().__init__(self.root.name, ontology_obj, vocabulary)
         self._audio_index: dict[str, str] | None = None

@@ -65,3 +65,25 @@ def test_reference_manifest_with_a_byte_order_mark(tmp_path):
     manifest.parent.mkdir()
     manifest.write_bytes(BOM + b"ytid,label,path\nspeech00001,/m/09x0r,references/speech00001/speech.flac\n")
     assert [reference.label for reference in read_reference_manifest(tmp_path)["speech00001"]] == [SPEECH]
+
+
+# --- 2. a segments CSV without data rows ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "segments"),
+    [
+        (["build", "{corpus}", "{out}", "--no-progress"], "balanced_train_segments.csv"),
+        (["iterate", "{corpus}", "{out}", "--no-progress"], "balanced_train_segments.csv"),
+        (["evaluate", "no-model", "{corpus}", "--no-progress"], "eval_segments.csv"),
+    ],
+    ids=["build", "iterate", "evaluate"],
+)
+def test_segments_csv_without_data_rows_is_refused_naming_it(corpus_dir, tmp_path, command, segments):
+    (corpus_dir / "references").mkdir()
+    (corpus_dir / "references" / "manifest.csv").write_text("ytid,label,path\n", encoding="utf-8")
+    write_segments(corpus_dir / segments, "YTID, start_seconds, end_seconds, positive_labels\n\n")
+    args = [arg.format(corpus=corpus_dir, out=tmp_path / "out") for arg in command]
+    line = error_line(CliRunner().invoke(app, args))
+    assert f"{corpus_dir / segments} has no data rows" in line
+    assert not (tmp_path / "out").exists()
