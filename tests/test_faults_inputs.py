@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from clearsep_data.cli import app
 from clearsep_data.corpus import open_corpus
+from clearsep_data.ontology import Ontology, OntologyError
 
 BOM = "\ufeff".encode()
 ROWS = 'speech00001, 0.000, 1.000, "/m/09x0r"\ndogbark0001, 2.000, 3.000, "/m/0bt9lr,/m/05tny_"\n'
@@ -87,3 +89,20 @@ def test_segments_csv_without_data_rows_is_refused_naming_it(corpus_dir, tmp_pat
     line = error_line(CliRunner().invoke(app, args))
     assert f"{corpus_dir / segments} has no data rows" in line
     assert not (tmp_path / "out").exists()
+
+
+# --- 3. an ontology with a cycle -----------------------------------------------------------------
+
+
+def test_ontology_cycle_is_refused_when_loaded_naming_the_file_and_the_loop(corpus_dir, tmp_path):
+    path = corpus_dir / "ontology.json"
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    next(entry for entry in entries if entry["id"] == BARK)["child_ids"] = [DOG]  # Dog -> Bark -> Dog
+    path.write_text(json.dumps(entries), encoding="utf-8")
+    line = error_line(CliRunner().invoke(app, ["build", str(corpus_dir), str(tmp_path / "out"), "--no-progress"]))
+    assert f"{path}: child_ids form a cycle: {DOG} -> {BARK} -> {DOG}" in line
+
+
+def test_ontology_class_that_is_its_own_child_is_a_cycle():
+    with pytest.raises(OntologyError, match="cycle: /m/1 -> /m/1"):
+        Ontology.from_entries([{"id": "/m/1", "name": "Loop", "child_ids": ["/m/1"]}], source="o.json")
