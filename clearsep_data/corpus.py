@@ -48,7 +48,7 @@ CSV_ENCODING = "utf-8-sig"
 """How the metadata CSVs are read: UTF-8 with or without the byte-order mark that Excel and Notepad write,
 which would otherwise stick to the first field (a comment would no longer start with ``#``, a YTID would gain it)."""
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", re.ASCII)
 
 
 class CorpusError(ValueError):
@@ -573,7 +573,7 @@ def open_corpus(
     """Open ``source``: an AudioSet folder (or its segments CSV), a local dataset folder, or a Hub id.
 
     A folder holding a ``*segments*.csv`` (or given ``segments=``) is read as an AudioSet folder;
-    any other folder, and a Hub id such as ``org/name``, as a Hugging Face dataset.
+    any other folder, and a Hub id such as ``org/name`` (see :func:`is_hub_dataset_id`), as a Hugging Face dataset.
     """
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".csv":
@@ -586,11 +586,22 @@ def open_corpus(
         )
     if path.exists():
         raise CorpusError(f"{source}: expected a folder, a segments CSV or a Hugging Face dataset id")
-    if not _HUB_ID.match(source) or segments is not None:
-        raise CorpusError(f"{source}: no such folder or file (and not a Hugging Face dataset id like 'org/name')")
+    if segments is not None or not is_hub_dataset_id(source):
+        raise CorpusError(f"corpus folder {source} does not exist (check the path; a Hub dataset id looks like 'org/name')")
     return HuggingFaceCorpus(
         source, split=split, ontology=ontology, labels_column=labels_column, audio_column=audio_column, streaming=streaming
     )
+
+
+def is_hub_dataset_id(source: str) -> bool:
+    """Whether ``source``, missing locally, is to be looked up on the Hub rather than reported as a missing folder.
+
+    It must have the form of a Hub id, ``name`` or ``org/name`` in the Hub's characters (so nothing starting
+    with ``.``, ``/`` or ``~``, and at most one ``/``), and ``org`` must not be a local folder: ``runs/corpsu``
+    next to a folder ``runs`` is a typo, and looking it up on the Hub would cost half a minute of retries.
+    """
+    org, _, _ = source.rpartition("/")
+    return bool(_HUB_ID.fullmatch(source)) and not (org and Path(org).is_dir())
 
 
 def write_skips(path: str | os.PathLike, skips: Iterable[Skip]) -> int:

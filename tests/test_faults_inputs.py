@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 from test_corpus import SR, write_audio, write_label_files, write_segments
@@ -106,3 +107,18 @@ def test_ontology_cycle_is_refused_when_loaded_naming_the_file_and_the_loop(corp
 def test_ontology_class_that_is_its_own_child_is_a_cycle():
     with pytest.raises(OntologyError, match="cycle: /m/1 -> /m/1"):
         Ontology.from_entries([{"id": "/m/1", "name": "Loop", "child_ids": ["/m/1"]}], source="o.json")
+
+
+# --- 4. a local corpus path with a typo ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["./demo-ouput/corpus", "/tmp/nope/corpus", "runs/corpsu", "démo/corpus"])
+def test_missing_corpus_folder_is_reported_at_once_not_looked_up_on_the_hub(tmp_path, monkeypatch, source):
+    import clearsep_data.engine  # noqa: F401  (imported up front: only the command itself is timed)
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()  # "runs/corpsu" has the form of a Hub id, but runs/ is a local folder
+    started = time.monotonic()
+    line = error_line(CliRunner().invoke(app, ["build", source, str(tmp_path / "out"), "--no-progress"]))
+    assert time.monotonic() - started < 2
+    assert f"corpus folder {source} does not exist" in line
