@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 
@@ -17,6 +18,7 @@ from clearsep_data.ontology import Ontology, OntologyError
 
 BOM = "\ufeff".encode()
 ROWS = 'speech00001, 0.000, 1.000, "/m/09x0r"\ndogbark0001, 2.000, 3.000, "/m/0bt9lr,/m/05tny_"\n'
+TOKEN = "hf_ClearSepFaultTestTokenNeverShown42"
 
 
 @pytest.fixture
@@ -122,3 +124,22 @@ def test_missing_corpus_folder_is_reported_at_once_not_looked_up_on_the_hub(tmp_
     line = error_line(CliRunner().invoke(app, ["build", source, str(tmp_path / "out"), "--no-progress"]))
     assert time.monotonic() - started < 2
     assert f"corpus folder {source} does not exist" in line
+
+
+# --- 5. push to an endpoint that cannot be reached -----------------------------------------------
+
+
+def test_push_to_an_unreachable_endpoint_names_it_and_never_the_token(track_dataset, monkeypatch, caplog):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # what HF_ENDPOINT sets at import
+    caplog.set_level(logging.DEBUG)
+    args = ["push", "dataset", str(track_dataset), "--repo-id", "a/b", "--token", TOKEN]
+    started = time.monotonic()
+    result = CliRunner().invoke(app, args)
+    assert time.monotonic() - started < 20  # staging included; the refused connection itself is not retried
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: upload failed: could not reach the Hub at http://127.0.0.1:9 (")
+    assert "Traceback" not in result.output and len(result.output.splitlines()) < 40  # the staged tree, then the line
+    assert TOKEN not in result.output and TOKEN not in caplog.text
