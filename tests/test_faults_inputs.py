@@ -143,3 +143,51 @@ def test_push_to_an_unreachable_endpoint_names_it_and_never_the_token(track_data
     assert line.startswith("error: upload failed: could not reach the Hub at http://127.0.0.1:9 (")
     assert "Traceback" not in result.output and len(result.output.splitlines()) < 40  # the staged tree, then the line
     assert TOKEN not in result.output and TOKEN not in caplog.text
+
+
+# --- 6. a launch for several GPUs on a machine without one ---------------------------------------
+
+MULTI_GPU_LAUNCH = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "ACCELERATE_MIXED_PRECISION": "no"}
+"""What ``accelerate launch --multi_gpu --num_processes 2`` sets in the first process (among others)."""
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """No GPU, and no process group: a process that got as far as creating one fails the test (rather than hang)."""
+    import torch
+    from accelerate.state import PartialState
+
+    def no_process_group(*args, **kwargs):
+        raise AssertionError("a process group was set up before the launch was checked")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(PartialState, "__init__", no_process_group)
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    for name, value in MULTI_GPU_LAUNCH.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize("command", [["build", "{corpus}", "{out}"], ["train", "{corpus}", "-o", "{out}"], ["iterate", "{corpus}", "{out}"]])
+def test_multi_gpu_launch_without_a_gpu_is_refused_up_front(corpus_dir, tmp_path, no_gpu, command):
+    args = [arg.format(corpus=corpus_dir, out=tmp_path / "out") for arg in command]
+    line = error_line(CliRunner().invoke(app, [*args, "--no-progress"]))
+    assert line == (
+        "error: launched for several GPUs but no GPU is available; on CPU set ACCELERATE_USE_CPU=1 "
+        "(or pass --cpu instead of --multi_gpu to accelerate launch)"
+    )
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [{"ACCELERATE_USE_CPU": "1"}, {"ACCELERATE_MIXED_PRECISION": None}, {"WORLD_SIZE": "1"}],
+    ids=["cpu-asked-for", "torchrun", "one-process"],
+)
+def test_cpu_launches_pass_the_check(no_gpu, monkeypatch, environment):
+    from clearsep_data.cli.launch import check_launch
+
+    for name, value in environment.items():
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
+    check_launch()
