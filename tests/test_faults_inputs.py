@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -191,3 +195,38 @@ def test_cpu_launches_pass_the_check(no_gpu, monkeypatch, environment):
         else:
             monkeypatch.setenv(name, value)
     check_launch()
+
+
+# --- 7. SIGINT and SIGTERM -----------------------------------------------------------------------
+
+
+def interrupt(args: list[str], started, signum: int, tmp_path) -> tuple[int, str]:
+    """Run ``python -m clearsep_data ARGS``, send ``signum`` once ``started()`` is true; its status and stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    with open(tmp_path / "stderr.txt", "w+") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "clearsep_data", *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + 120
+        while not started() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, "the command ended before it could be interrupted"
+        process.send_signal(signum)
+        status = process.wait(timeout=60)
+        stderr.seek(0)
+        return status, stderr.read()
+
+
+def test_sigint_ends_a_command_with_one_line_and_130(tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo-corpus", str(out), "--clips", "5000", "--seconds", "1"]
+    status, stderr = interrupt(args, lambda: (out / "audio").is_dir() and any((out / "audio").iterdir()), signal.SIGINT, tmp_path)
+    assert (status, stderr.strip()) == (130, "interrupted")
+
+
+def test_sigterm_ends_a_build_with_one_line_saying_how_to_resume_and_143(tmp_path):
+    from clearsep_data.demo_corpus import generate_demo_corpus
+
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    generate_demo_corpus(corpus, clips=300, eval_clips=0, seconds=1.0, single_event_fraction=1.0)
+    args = ["build", str(corpus), str(out), "--block-size", "4", "--no-progress"]
+    status, stderr = interrupt(args, (out / ".clearsep-build" / "params.json").exists, signal.SIGTERM, tmp_path)
+    assert (status, stderr.strip()) == (143, "interrupted; rerun the same command to resume")
