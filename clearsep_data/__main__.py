@@ -1,5 +1,5 @@
 """``python -m clearsep_data`` runs the command line (handy under ``torchrun -m``)."""
 
-from clearsep_data.cli import app
+from clearsep_data.cli import main
 
-app(prog_name="clearsep-data")
+main()

@@ -45,8 +45,11 @@ DEFAULT_SEGMENTS_FILE = "balanced_train_segments.csv"
 SEGMENTS_COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels")
 ID_COLUMNS = ("ytid", "YTID", "video_id", "clip_id", "id")
 """Columns of a Hugging Face corpus that may hold the clip id, first match wins."""
+CSV_ENCODING = "utf-8-sig"
+"""How the metadata CSVs are read: UTF-8 with or without the byte-order mark that Excel and Notepad write,
+which would otherwise stick to the first field (a comment would no longer start with ``#``, a YTID would gain it)."""
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", re.ASCII)
 
 
 class CorpusError(ValueError):
@@ -176,6 +179,11 @@ class AudioSetFolder(Corpus):
         if not self.root.is_dir():
             raise CorpusError(f"{self.root}: not a folder")
         self.segments_path = find_segments_file(self.root, segments, split)
+        if next(self._rows(), None) is None:  # else a build "finishes" with an empty dataset
+            raise CorpusError(
+                f"{self.segments_path} has no data rows (only comments, blank lines or a header): "
+                f"add one line per clip, {', '.join(SEGMENTS_COLUMNS)}"
+            )
         ontology_obj, vocabulary = load_label_space(self.root, ontology)
         super().__init__(self.root.name, ontology_obj, vocabulary)
         self._audio_index: dict[str, str] | None = None
@@ -226,7 +234,7 @@ class AudioSetFolder(Corpus):
         Each line is parsed on its own, so a stray quote spoils one row and not the rest of the file.
         """
         name = self.segments_path.name
-        with open(self.segments_path, encoding="utf-8", errors="replace") as handle:
+        with open(self.segments_path, encoding=CSV_ENCODING, errors="replace") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
@@ -373,7 +381,7 @@ def read_class_labels(path: str | os.PathLike, ontology: Ontology) -> list[str]:
     """
     by_index: dict[int, str] = {}
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding=CSV_ENCODING) as handle:
             reader = csv.reader(handle, skipinitialspace=True)
             header = [field.strip() for field in next(reader, [])]
             if header != ["index", "mid", "display_name"]:
@@ -589,7 +597,7 @@ def open_corpus(
     """Open ``source``: an AudioSet folder (or its segments CSV), a local dataset folder, or a Hub id.
 
     A folder holding a ``*segments*.csv`` (or given ``segments=``) is read as an AudioSet folder;
-    any other folder, and a Hub id such as ``org/name``, as a Hugging Face dataset.
+    any other folder, and a Hub id such as ``org/name`` (see :func:`is_hub_dataset_id`), as a Hugging Face dataset.
     """
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".csv":
@@ -602,11 +610,22 @@ def open_corpus(
         )
     if path.exists():
         raise CorpusError(f"{source}: expected a folder, a segments CSV or a Hugging Face dataset id")
-    if not _HUB_ID.match(source) or segments is not None:
-        raise CorpusError(f"{source}: no such folder or file (and not a Hugging Face dataset id like 'org/name')")
+    if segments is not None or not is_hub_dataset_id(source):
+        raise CorpusError(f"corpus folder {source} does not exist (check the path; a Hub dataset id looks like 'org/name')")
     return HuggingFaceCorpus(
         source, split=split, ontology=ontology, labels_column=labels_column, audio_column=audio_column, streaming=streaming
     )
+
+
+def is_hub_dataset_id(source: str) -> bool:
+    """Whether ``source``, missing locally, is to be looked up on the Hub rather than reported as a missing folder.
+
+    It must have the form of a Hub id, ``name`` or ``org/name`` in the Hub's characters (so nothing starting
+    with ``.``, ``/`` or ``~``, and at most one ``/``), and ``org`` must not be a local folder: ``runs/corpsu``
+    next to a folder ``runs`` is a typo, and looking it up on the Hub would cost half a minute of retries.
+    """
+    org, _, _ = source.rpartition("/")
+    return bool(_HUB_ID.fullmatch(source)) and not (org and Path(org).is_dir())
 
 
 def write_skips(path: str | os.PathLike, skips: Iterable[Skip]) -> int:

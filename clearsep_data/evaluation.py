@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from clearsep_data.audio import AudioError, fit_length, load_audio
-from clearsep_data.corpus import AudioSetFolder, Clip, Corpus, Skip
+from clearsep_data.corpus import CSV_ENCODING, AudioSetFolder, Clip, Corpus, Skip
 from clearsep_data.metrics import sdr, si_sdr
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def read_reference_manifest(benchmark_dir: str | os.PathLike) -> dict[str, list[
             f"(header {','.join(MANIFEST_FIELDS)}; see `clearsep_data.evaluation`)"
         )
     references: dict[str, list[Reference]] = {}
-    with open(manifest, newline="", encoding="utf-8") as handle:
+    with open(manifest, newline="", encoding=CSV_ENCODING) as handle:
         reader = csv.DictReader(handle)
         missing = [name for name in MANIFEST_FIELDS if name not in (reader.fieldnames or ())]
         if missing:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package
+    import tomli as tomllib
 
 
 class ThresholdsError(ValueError):

@@ -58,6 +58,12 @@ class Ontology:
             for child in node.child_ids:
                 if child in self._parents:
                     self._parents[child].append(node.id)
+        cycle = self._find_cycle()
+        if cycle:
+            raise OntologyError(
+                f"child_ids form a cycle: {' -> '.join(cycle)} (a class cannot be its own ancestor); "
+                "remove one of these child links"
+            )
         self._by_name = {node.name.casefold(): node.id for node in self.nodes.values()}
 
     @classmethod
@@ -96,6 +102,29 @@ class Ontology:
             return cls(nodes)
         except OntologyError as error:
             raise OntologyError(f"{source}: {error}") from None
+
+    def _find_cycle(self) -> list[str] | None:
+        """A loop of child links as MIDs (the first repeated at the end), else ``None``.
+
+        Every class on such a loop is its own ancestor, so query selection would drop all of them as
+        redundant and each clip would be skipped with "no labels to query" instead of one clear error.
+        """
+        done: set[str] = set()
+        for root in self.nodes:
+            if root in done:
+                continue
+            path, pending = [root], [iter(self.children(root))]  # depth-first, without recursion
+            while pending:
+                child = next(pending[-1], None)
+                if child is None:
+                    done.add(path.pop())
+                    pending.pop()
+                elif child in path:
+                    return path[path.index(child) :] + [child]
+                elif child not in done:
+                    path.append(child)
+                    pending.append(iter(self.children(child)))
+        return None
 
     def to_entries(self) -> list[dict]:
         """The ontology as ``ontology.json`` entries."""

@@ -327,9 +327,9 @@ def test_ontology_override_and_label_file_errors(tmp_path):
 
 
 def test_open_corpus_rejects_what_it_cannot_read(tmp_path):
-    with pytest.raises(CorpusError, match="no such folder or file"):
+    with pytest.raises(CorpusError, match="does not exist"):
         open_corpus(str(tmp_path / "does" / "not" / "exist"))
-    with pytest.raises(CorpusError, match="no such folder or file"):
+    with pytest.raises(CorpusError, match="does not exist"):
         open_corpus("not a dataset id!")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(CorpusError, match="expected a folder"):

@@ -2,6 +2,9 @@
 heavy dependencies (torch, datasets, transformers) inside the command so that ``--help`` stays fast."""
 
 import os
+import signal
+import sys
+from types import FrameType
 
 # OpenMP threads that spin while they wait for work make torch up to 10x slower when other processes share the
 # cores (measured: a training step of the small model, 2 threads on 2 busy cores, 0.8-7 s spinning, 0.4 s passive);
@@ -27,3 +30,36 @@ app.command("iterate")(iterate.iterate)
 app.command("evaluate")(evaluate.evaluate)
 app.command("stats")(stats.stats)
 app.add_typer(push.app, name="push")
+
+RESUMABLE_COMMANDS = ("build", "train", "iterate")
+"""Commands that continue where they stopped when rerun with the same arguments."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the command line; SIGINT or SIGTERM ends a command with one line and status 128 + signal (130, 143).
+
+    Without this, Ctrl-C ended silently with 130 (typer swallows the KeyboardInterrupt) and SIGTERM, which
+    torchrun sends every worker when one fails or the launcher is stopped, silently with -15. Both now
+    unwind as a KeyboardInterrupt, so ``finally`` blocks run; a second signal ends the process at once.
+    """
+    args = sys.argv[1:] if args is None else args
+    received: list[int] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        for each in STOP_SIGNALS:
+            signal.signal(each, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    for each in STOP_SIGNALS:
+        signal.signal(each, stop)
+    try:
+        app(args=args, prog_name="clearsep-data")
+    except (KeyboardInterrupt, SystemExit):
+        if not received:
+            raise
+        command = next((arg for arg in args if not arg.startswith("-")), None)
+        resume = "; rerun the same command to resume" if command in RESUMABLE_COMMANDS else ""
+        print(f"interrupted{resume}", file=sys.stderr)
+        sys.exit(128 + received[0])

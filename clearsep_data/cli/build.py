@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from clearsep_data.cli.errors import fail
+from clearsep_data.cli.launch import check_launch
 
 THRESHOLD_HELP = "Overrides the thresholds file / defaults (dB)."
 
@@ -43,6 +44,7 @@ def build(
     Killed at any point, the same command resumes. Under `torchrun --nproc_per_node N` or
     `accelerate launch --num_processes N` each process takes its own share of the clips.
     """
+    check_launch()
     from datasets.utils.py_utils import convert_file_size_to_int
     from rich.console import Console
 

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from clearsep_data.cli.errors import fail
+from clearsep_data.cli.launch import check_launch
 
 
 def iterate(
@@ -28,6 +29,7 @@ def iterate(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train on clean clips, separate the natural ones, keep what passes, retrain; resumes if killed."""
+    check_launch()
     from rich.console import Console
 
     from clearsep_data.filtering import Thresholds, ThresholdsError

@@ -100,7 +100,7 @@ def _push(
     from rich.console import Console
 
     from clearsep_data.hub.staging import StagingError
-    from clearsep_data.hub.upload import upload_staged
+    from clearsep_data.hub.upload import HubUnreachableError, upload_staged
 
     console = Console()
     with tempfile.TemporaryDirectory(prefix="clearsep-stage-") if stage_dir is None else nullcontext() as temporary:
@@ -122,7 +122,7 @@ def _push(
                 result = upload_staged(
                     staged, token=token, private=True if private else None, revision=revision, commit_message=commit_message
                 )
-        except (StagingError, HfHubHTTPError) as error:
+        except (StagingError, HfHubHTTPError, HubUnreachableError) as error:
             fail(f"upload failed: {str(error).splitlines()[0]}")
         console.print(f"Uploaded: {result.commit_url}", soft_wrap=True)
 

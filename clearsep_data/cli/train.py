@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from clearsep_data.cli.errors import fail
+from clearsep_data.cli.launch import check_launch
 
 STRATEGY = "Strategies"
 MIXING = "Mixing"
@@ -76,6 +77,7 @@ def train(
     (or `accelerate launch --multi_gpu --num_processes N`; add ACCELERATE_USE_CPU=1 on CPU). Killed at any point,
     the same command resumes from the latest checkpoint.
     """
+    check_launch()
     from rich.console import Console
 
     from clearsep_data.modeling.training import TrainingArguments, TrainingError, train as run_train
