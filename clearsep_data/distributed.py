@@ -1,4 +1,4 @@
-"""Process state under ``torchrun`` / ``accelerate launch``, shared by the engine and the trainer."""
+"""Process state under ``torchrun`` / ``accelerate launch`` (imports torch only when a state is made)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import threading
 import time
 from datetime import timedelta
 
-import torch
-
 
 def distributed_state():
     """accelerate's process state; on CPU it must be told so, or every process would do all the work."""
+    import torch
     from accelerate import PartialState
     from accelerate.utils import InitProcessGroupKwargs
 
@@ -22,7 +21,7 @@ def distributed_state():
 
 
 def stop_with_launcher(poll_seconds: float = 0.1) -> None:
-    """End this worker soon after its launcher dies.
+    """End this worker soon after its launcher dies (the command line calls it for every command).
 
     ``kill -9`` of ``torchrun`` (or ``accelerate launch``) gives its workers no chance to be told: they would run
     on, orphaned, and finish the job behind the user's back. A daemon thread watches the parent process and

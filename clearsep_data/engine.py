@@ -27,7 +27,7 @@ import torch
 from clearsep_data.audio import AudioError, encode_flac
 from clearsep_data.build_folder import Block, BuildError, BuildFolder, dataset_card_data
 from clearsep_data.corpus import Clip, Skip, open_corpus
-from clearsep_data.distributed import distributed_state, stop_with_launcher
+from clearsep_data.distributed import distributed_state
 from clearsep_data.filtering import Thresholds
 from clearsep_data.ontology import Ontology, mid_slug
 from clearsep_data.quality import assess
@@ -464,7 +464,6 @@ def progress_bar():
 def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True) -> BuildSummary | None:
     """Run the engine (this process's share under a distributed launch); the main process returns the summary."""
     state = distributed_state()
-    stop_with_launcher()
     model, tag = load_model(config.model, state.device)
     corpus = open_corpus(
         config.corpus,

@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from clearsep_data.cli import build, demo_corpus, evaluate, iterate, push, stats, train
+from clearsep_data.distributed import stop_with_launcher
 
 app = typer.Typer(
     name="clearsep-data",
@@ -54,6 +55,7 @@ def main(args: list[str] | None = None) -> None:
 
     for each in STOP_SIGNALS:
         signal.signal(each, stop)
+    stop_with_launcher()
     try:
         app(args=args, prog_name="clearsep-data")
     except (KeyboardInterrupt, SystemExit):
