@@ -230,7 +230,12 @@ def distributed_state():
 
 
 def load_model(model_id: str | None, device):
-    """A ``ClearSepModel`` (local folder or Hub id) in eval mode on ``device``, and its provenance tag."""
+    """A ``ClearSepModel`` (local folder or Hub id) in eval mode on ``device``, and its provenance tag.
+
+    ``from_pretrained`` returns weights in memory of their own (not the memory-mapped file), so the model computes
+    the same whether ``.to(device)`` copies it (an accelerator) or not (the CPU). A folder that cannot be loaded
+    raises ``ClearSepLoadError`` (a ``ValueError``) naming the file and the fault.
+    """
     if model_id is None:
         return None, ""
     from clearsep_data.modeling import ClearSepModel

@@ -202,12 +202,12 @@ class TrainResult:
 
 def build_model(args: TrainingArguments, label_names: dict[str, str], ontology):
     """A new model for ``args.preset`` or the ``args.init`` model, its vocabulary covering ``label_names``."""
-    from clearsep_data.modeling import ClearSepConfig, ClearSepModel
+    from clearsep_data.modeling import ClearSepConfig, ClearSepLoadError, ClearSepModel
 
     if args.init is not None:
         try:
             model = ClearSepModel.from_pretrained(args.init)
-        except OSError as error:
+        except (ClearSepLoadError, OSError) as error:
             raise TrainingError(f"--init {args.init}: cannot load a ClearSepModel ({str(error).splitlines()[0]})") from None
         new = {mid: name for mid, name in label_names.items() if mid not in model.config.label_mids}
         if new:
