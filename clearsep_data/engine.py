@@ -116,17 +116,26 @@ class BuildSummary:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
+MODEL_FILES = ("config.json", "model.safetensors")
+"""What a local model folder's content hash covers: the config (label order, STFT, architecture) and the weights."""
+
+
 def model_tag(model_id: str, model) -> str:
-    """``{id}@{revision}``: the Hub commit for Hub models, a content hash for local folders."""
+    """``{id}@{revision}``: the Hub commit for Hub models, a content hash of config and weights for local folders."""
     revision = getattr(model.config, "_commit_hash", None)
-    weights = Path(model_id) / "model.safetensors"
-    if weights.exists():
-        digest = hashlib.sha256()
-        with open(weights, "rb") as handle:
-            for chunk in iter(lambda: handle.read(2**20), b""):
-                digest.update(chunk)
+    folder = Path(model_id)
+    if folder.is_dir():
+        digest = hashlib.sha256(b"".join(_file_sha256(folder / name) for name in MODEL_FILES))
         revision = "sha256:" + digest.hexdigest()[:16]
     return f"{model_id}@{revision or 'unknown'}"
+
+
+def _file_sha256(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(2**20), b""):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def reason_category(reason: str) -> str:

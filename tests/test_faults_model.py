@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from clearsep_data.cli import app
-from clearsep_data.engine import load_model
+from clearsep_data.engine import load_model, model_tag
 from clearsep_data.modeling import ClearSepConfig, ClearSepLoadError, ClearSepModel
 from clearsep_data.modeling.loading import is_hub_id
 
@@ -162,3 +162,16 @@ def test_build_with_a_broken_model_prints_one_error_line(model_dir, tmp_path, br
 def test_build_with_a_missing_model_folder_prints_one_error_line(tmp_path):
     result = CliRunner().invoke(app, ["build", str(tmp_path), str(tmp_path / "out"), "--model", "./no-such-model"])
     assert result.exit_code == 1 and result.output.strip() == "error: model folder no-such-model does not exist"
+
+
+# --------------------------------------------------------------------------------------------- provenance
+def test_model_tag_hashes_config_and_weights(model_dir, tmp_path):
+    model = ClearSepModel.from_pretrained(model_dir)
+    tag = model_tag(str(model_dir), model)
+    assert re.fullmatch(rf"{re.escape(str(model_dir))}@sha256:[0-9a-f]{{16}}", tag)
+    permuted = tmp_path / "permuted"
+    shutil.copytree(model_dir, permuted)
+    config = json.loads((permuted / CONFIG).read_text())
+    (permuted / CONFIG).write_text(json.dumps({**config, "label_mids": config["label_mids"][::-1]}))
+    assert model_tag(str(permuted), model).split("@")[1] != tag.split("@")[1]
+    assert model_tag(str(model_dir), model) == tag
