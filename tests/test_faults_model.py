@@ -175,3 +175,44 @@ def test_model_tag_hashes_config_and_weights(model_dir, tmp_path):
     (permuted / CONFIG).write_text(json.dumps({**config, "label_mids": config["label_mids"][::-1]}))
     assert model_tag(str(permuted), model).split("@")[1] != tag.split("@")[1]
     assert model_tag(str(model_dir), model) == tag
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+class Planted:
+    """Unpickling it creates ``marker``: what a tampered checkpoint file could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+PICKLE_SUFFIXES = (".pkl", ".bin", ".pt", ".pth")
+
+
+def test_checkpoints_hold_no_pickle_and_resume_exactly_without_unpickling(track_dataset, tmp_path):
+    from clearsep_data.modeling.training import TrainingArguments, TrainingError, train
+
+    args = TrainingArguments(
+        datasets=[str(track_dataset)], output_dir=str(tmp_path / "run"), batch_size=2, segment_seconds=0.25,
+        steps=4, grad_accum=2, save_every=2, eval_every=0, log_every=1, progress=False, lr=3e-3,
+        model_config=dict(channels=[4, 8], query_dim=8, encoder_blocks=1, n_fft=256, hop_length=128),
+    )  # fmt: skip
+    train(args)
+    uninterrupted = load_file(tmp_path / "run" / WEIGHTS)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert not [path for path in checkpoints.rglob("*") if path.suffix in PICKLE_SUFFIXES]
+    shutil.rmtree(checkpoints / "checkpoint-4")  # as if killed after step 3
+    marker = tmp_path / "unpickled"
+    for name in ("random_states_0.pkl", "custom_checkpoint_0.pkl"):  # accelerate's names for RNG and scheduler
+        torch.save(Planted(marker), checkpoints / "checkpoint-2" / name)
+
+    assert train(args).resumed_from == 2 and not marker.exists()
+    resumed = load_file(tmp_path / "run" / WEIGHTS)
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[name], uninterrupted[name]) for name in resumed)
+
+    (checkpoints / "checkpoint-4" / "optimizer.json").unlink()  # as a checkpoint of an earlier version
+    with pytest.raises(TrainingError, match="checkpoint-4: no optimizer.json; checkpoints of earlier versions"):
+        train(args)
