@@ -7,7 +7,7 @@ transformers' ``AutoConfig`` / ``AutoModel``.
 
 __version__ = "0.1.0"
 
-_MODEL_EXPORTS = ("ClearSepConfig", "ClearSepModel", "ClearSepOutput")
+_MODEL_EXPORTS = ("ClearSepConfig", "ClearSepLoadError", "ClearSepModel", "ClearSepOutput")
 
 
 def __getattr__(name: str):

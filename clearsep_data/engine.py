@@ -122,17 +122,26 @@ class BuildSummary:
     sampling_rate: int = 0
 
 
+MODEL_FILES = ("config.json", "model.safetensors")
+"""What a local model folder's content hash covers: the config (label order, STFT, architecture) and the weights."""
+
+
 def model_tag(model_id: str, model) -> str:
-    """``{id}@{revision}``: the Hub commit for Hub models, a content hash for local folders."""
+    """``{id}@{revision}``: the Hub commit for Hub models, a content hash of config and weights for local folders."""
     revision = getattr(model.config, "_commit_hash", None)
-    weights = Path(model_id) / "model.safetensors"
-    if weights.exists():
-        digest = hashlib.sha256()
-        with open(weights, "rb") as handle:
-            for chunk in iter(lambda: handle.read(2**20), b""):
-                digest.update(chunk)
+    folder = Path(model_id)
+    if folder.is_dir():
+        digest = hashlib.sha256(b"".join(_file_sha256(folder / name) for name in MODEL_FILES))
         revision = "sha256:" + digest.hexdigest()[:16]
     return f"{model_id}@{revision or 'unknown'}"
+
+
+def _file_sha256(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(2**20), b""):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def reason_category(reason: str) -> str:
@@ -249,7 +258,12 @@ class TrackMaker:
 
 
 def load_model(model_id: str | None, device):
-    """A ``ClearSepModel`` (local folder or Hub id) in eval mode on ``device``, and its provenance tag."""
+    """A ``ClearSepModel`` (local folder or Hub id) in eval mode on ``device``, and its provenance tag.
+
+    ``from_pretrained`` returns weights in memory of their own (not the memory-mapped file), so the model computes
+    the same whether ``.to(device)`` copies it (an accelerator) or not (the CPU). A folder that cannot be loaded
+    raises ``ClearSepLoadError`` (a ``ValueError``) naming the file and the fault.
+    """
     if model_id is None:
         return None, ""
     from clearsep_data.modeling import ClearSepModel

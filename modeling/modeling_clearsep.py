@@ -30,8 +30,11 @@ queries). Only the FiLM-conditioned convolutions and the mask run per query.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,6 +46,7 @@ from transformers.utils import ModelOutput
 
 from clearsep_data.audio import fit_length, resample
 from clearsep_data.modeling.configuration_clearsep import ClearSepConfig
+from clearsep_data.modeling.loading import check_loading_info, check_model_folder, is_hub_id
 from clearsep_data.modeling.losses import separation_loss
 
 LOG_FLOOR = 1e-4
@@ -318,6 +322,38 @@ class ClearSepPreTrainedModel(PreTrainedModel):
     config: ClearSepConfig
     base_model_prefix = "clearsep"
     main_input_name = "input_values"
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+        """transformers' ``from_pretrained``, strict: safetensors weights only, every tensor present with its shape.
+
+        A local folder that does not exist, lacks ``config.json`` or ``model.safetensors``, holds a damaged weights
+        file or weights that do not match its config raises :class:`~clearsep_data.modeling.ClearSepLoadError` (a
+        ``ValueError``) before anything is loaded; so does a Hub model whose weights do not match its config
+        (``ignore_mismatched_sizes`` has no effect). The weights are then copied out of the memory-mapped file, see
+        :meth:`_own_weights`.
+        """
+        source = pretrained_model_name_or_path
+        if not is_hub_id(source):
+            check_model_folder(Path(source, kwargs.get("subfolder", "")), cls, kwargs.get("config"))
+        with_info = kwargs.pop("output_loading_info", False)
+        strict = {"use_safetensors": True, "ignore_mismatched_sizes": True, "output_loading_info": True}
+        model, info = super().from_pretrained(source, *model_args, **{**kwargs, **strict})
+        check_loading_info(source, info)
+        model._own_weights()
+        return (model, info) if with_info else model
+
+    @torch.no_grad()
+    def _own_weights(self) -> None:
+        """Copy every parameter and buffer into fresh memory that torch allocates (64-byte aligned).
+
+        transformers leaves CPU weights inside the memory-mapped safetensors file, at offsets only 8-byte aligned, and
+        MKL's batch-1 SGEMM takes another path for float32 weights at element offsets 1-3 mod 4 than at 0 (on AMD EPYC
+        it gives other bits), so without the copy a loaded model would not compute exactly as a copy of it
+        (``.to(device)``, ``deepcopy``) does.
+        """
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            tensor.data = tensor.data.clone()
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -11,13 +11,13 @@ Output folder::
     DIR/config.json, DIR/model.safetensors   the final model (``save_pretrained``)
     DIR/training_args.json                   the arguments plus provenance (versions, vocabulary, data)
     DIR/metrics.jsonl                        one JSON line per logged step / evaluation
-    DIR/checkpoints/checkpoint-{step}/       ``accelerator.save_state`` + trainer_state.json
+    DIR/checkpoints/checkpoint-{step}/       model, optimizer, scheduler, RNG states + trainer_state.json
     DIR/samples/process-{i}.jsonl            with ``log_samples``: the tracks behind every query
 
-A checkpoint holds the model, optimizer, scheduler and RNG states (Accelerate) and the step
-(``trainer_state.json``); mixtures are a pure function of ``(seed, process, micro-batch)``, so
-resuming reproduces an uninterrupted run exactly (on CPU; on GPU up to cuDNN's non-determinism
-unless ``deterministic=True``).
+A checkpoint holds the model, optimizer, scheduler and RNG states (tensors as safetensors, the
+rest as JSON: nothing is unpickled on resume) and the step (``trainer_state.json``); mixtures are
+a pure function of ``(seed, process, micro-batch)``, so resuming reproduces an uninterrupted run
+exactly (on CPU; on GPU up to cuDNN's non-determinism unless ``deterministic=True``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from clearsep_data.modeling.mixing import (
     QUALITY_MODES,
@@ -53,6 +55,10 @@ MODEL_INPUTS = ("input_values", "query_ids", "target_values", "target_weights")
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
 ARGS_FILE = "training_args.json"
+MODEL_WEIGHTS = "model.safetensors"
+OPTIMIZER_TENSORS, OPTIMIZER_STATE = "optimizer.safetensors", "optimizer.json"
+SCHEDULER_STATE = "scheduler.json"
+RNG_TENSORS, RNG_STATE = "random_states_{rank}.safetensors", "random_states_{rank}.json"
 
 #: Fields that do not change the training trajectory: they may differ when a run is resumed.
 _FREE_ON_RESUME = frozenset(
@@ -202,12 +208,12 @@ class TrainResult:
 
 def build_model(args: TrainingArguments, label_names: dict[str, str], ontology):
     """A new model for ``args.preset`` or the ``args.init`` model, its vocabulary covering ``label_names``."""
-    from clearsep_data.modeling import ClearSepConfig, ClearSepModel
+    from clearsep_data.modeling import ClearSepConfig, ClearSepLoadError, ClearSepModel
 
     if args.init is not None:
         try:
             model = ClearSepModel.from_pretrained(args.init)
-        except OSError as error:
+        except (ClearSepLoadError, OSError) as error:
             raise TrainingError(f"--init {args.init}: cannot load a ClearSepModel ({str(error).splitlines()[0]})") from None
         new = {mid: name for mid, name in label_names.items() if mid not in model.config.label_mids}
         if new:
@@ -344,9 +350,94 @@ def _truncate_jsonl(path: Path, step: int) -> None:
         path.write_text("".join(line + "\n" for line in kept))
 
 
-def _save_checkpoint(accelerator, args: TrainingArguments, state: dict, provenance: dict) -> None:
+@dataclass
+class _Checkpointed:
+    """What a checkpoint restores besides the step, stored without pickle: tensors as safetensors, the rest as JSON.
+
+    ``accelerator.save_state`` pickles the optimizer, registered objects (the scheduler) and the RNG states, and
+    ``load_state`` unpickles some of them with ``weights_only=False``: a tampered checkpoint would run code on
+    resume. Here nothing is unpickled, and files such as ``*.pkl`` in a checkpoint folder are never read.
+    Accelerate's micro-batch counter is not stored: it only matters modulo ``grad_accum``, and a checkpoint falls
+    between optimisation steps, where that is 0 as in a fresh ``Accelerator``.
+    """
+
+    model: torch.nn.Module
+    """As prepared by accelerate (unwrapped to save and load)."""
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+    def save(self, folder: Path, accelerator) -> None:
+        """Every process writes its own RNG states (as accelerate does, per rank); the main process the rest."""
+        folder.mkdir(parents=True, exist_ok=True)
+        _save_rng_states(folder, accelerator.process_index)
+        if accelerator.is_main_process:
+            save_model(accelerator.unwrap_model(self.model), str(folder / MODEL_WEIGHTS))
+            _save_optimizer(folder, self.optimizer.state_dict())
+            _write_json(folder / SCHEDULER_STATE, self.scheduler.state_dict())
+
+    def load(self, folder: Path, accelerator) -> None:
+        if not (folder / OPTIMIZER_STATE).is_file():
+            raise TrainingError(
+                f"{folder}: no {OPTIMIZER_STATE}; checkpoints of earlier versions (pickled by accelerate) are not "
+                "loaded: use another --output or --no-resume"
+            )
+        load_model(accelerator.unwrap_model(self.model), str(folder / MODEL_WEIGHTS))  # copied onto the model's device
+        self.optimizer.load_state_dict(_load_optimizer(folder))
+        self.scheduler.load_state_dict(json.loads((folder / SCHEDULER_STATE).read_text()))
+        _load_rng_states(folder, accelerator.process_index)
+
+
+def _save_optimizer(folder: Path, state: dict) -> None:
+    """Per-parameter tensors as safetensors (``{index}.{name}``); hyperparameters and other values as JSON."""
+    tensors, values = {}, {}
+    for index, entries in state["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value
+            else:
+                values.setdefault(index, {})[name] = value
+    save_file(tensors, str(folder / OPTIMIZER_TENSORS))
+    _write_json(folder / OPTIMIZER_STATE, {"param_groups": state["param_groups"], "state": values})
+
+
+def _load_optimizer(folder: Path) -> dict:
+    """The optimizer state dict written by :func:`_save_optimizer` (JSON turned the parameter indices into strings)."""
+    saved = json.loads((folder / OPTIMIZER_STATE).read_text())
+    state = {int(index): entries for index, entries in saved["state"].items()}
+    for key, tensor in load_file(str(folder / OPTIMIZER_TENSORS)).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = tensor
+    return {"state": state, "param_groups": saved["param_groups"]}
+
+
+def _save_rng_states(folder: Path, rank: int) -> None:
+    """This process's random states: torch's (CPU and CUDA) as safetensors, Python's and NumPy's as JSON."""
+    tensors = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors |= {f"cuda.{device}": state for device, state in enumerate(torch.cuda.get_rng_state_all())}
+    save_file(tensors, str(folder / RNG_TENSORS.format(rank=rank)))
+    name, key, *position = np.random.get_state()
+    states = {"python": random.getstate(), "numpy": [name, key.tolist(), *position]}
+    _write_json(folder / RNG_STATE.format(rank=rank), states)
+
+
+def _load_rng_states(folder: Path, rank: int) -> None:
+    tensors = load_file(str(folder / RNG_TENSORS.format(rank=rank)))
+    torch.set_rng_state(tensors["cpu"])
+    if torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[f"cuda.{device}"] for device in range(torch.cuda.device_count())])
+    saved = json.loads((folder / RNG_STATE.format(rank=rank)).read_text())
+    version, internal, gauss = saved["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(tuple(saved["numpy"]))
+
+
+def _save_checkpoint(
+    accelerator, args: TrainingArguments, state: dict, provenance: dict, checkpointed: _Checkpointed
+) -> None:
     folder = Path(args.output_dir) / "checkpoints" / f"{CHECKPOINT_PREFIX}{state['step']}"
-    accelerator.save_state(str(folder))
+    checkpointed.save(folder, accelerator)
+    accelerator.wait_for_everyone()  # every process's states are on disk before the checkpoint is marked complete
     if accelerator.is_main_process:
         _write_json(folder / ARGS_FILE, {**args.to_dict(), "provenance": provenance})
         _write_json(folder / TRAINER_STATE, state)  # written last: marks the checkpoint complete
@@ -461,7 +552,7 @@ def _prepare_data(args: TrainingArguments, accelerator, model, sources, corpus, 
     return _Data(sampler, eval_sampler, _provenance(args, sources, catalog, held_out, natural, accelerator))
 
 
-def _restore(args: TrainingArguments, accelerator, provenance: dict) -> int:
+def _restore(args: TrainingArguments, accelerator, provenance: dict, checkpointed: _Checkpointed) -> int:
     """Load the latest checkpoint (when resuming) and set up the logs; returns the step to start after."""
     output_dir = Path(args.output_dir)
     start_step = 0
@@ -469,7 +560,7 @@ def _restore(args: TrainingArguments, accelerator, provenance: dict) -> int:
     if checkpoint is not None:
         state = json.loads((checkpoint / TRAINER_STATE).read_text())
         _check_resumable(args, checkpoint, state, accelerator.num_processes)
-        accelerator.load_state(str(checkpoint))
+        checkpointed.load(checkpoint, accelerator)
         start_step = state["step"]
         accelerator.print(f"Resuming from {checkpoint} (step {start_step})")
     logs = [output_dir / "metrics.jsonl"] if accelerator.is_main_process else []
@@ -508,8 +599,8 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
     # data loader; here every process draws a full batch, so one step is one scheduler step.
     scheduler = get_cosine_schedule_with_warmup(optimizer, _warmup_steps(args), args.steps)
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-    start_step = _restore(args, accelerator, data.provenance)
+    checkpointed = _Checkpointed(model, optimizer, scheduler)
+    start_step = _restore(args, accelerator, data.provenance, checkpointed)
 
     output_dir = Path(args.output_dir)
     metrics_path = output_dir / "metrics.jsonl"
@@ -569,7 +660,7 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
                 last_eval = run_evaluation(step)
             if args.save_every and step % args.save_every == 0:
                 state = {"step": step, "num_processes": accelerator.num_processes, "seed": args.seed}
-                _save_checkpoint(accelerator, args, state, data.provenance)
+                _save_checkpoint(accelerator, args, state, data.provenance, checkpointed)
             progress.update(task, completed=step)
         elapsed = time.perf_counter() - started
 

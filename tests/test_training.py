@@ -365,7 +365,7 @@ def test_two_cpu_processes_draw_different_mixtures(data, tmp_path):
         str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node", "2", "--no-python", str(bin_dir / "clearsep-data"),
         "train", data["dataset"], "--output", str(tmp_path / "ddp"), "--ontology", data["ontology"],
         "--steps", "2", "--batch-size", "2", "--segment-seconds", "1", "--eval-every", "2", "--eval-mixtures", "4",
-        "--save-every", "0", "--log-every", "1", "--log-samples", "--no-progress",
+        "--save-every", "2", "--log-every", "1", "--log-samples", "--no-progress",
         *[arg for key, value in TINY.items() for arg in ("--model-config", f"{key}={json.dumps(value)}")],
     ]
     env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
@@ -377,3 +377,6 @@ def test_two_cpu_processes_draw_different_mixtures(data, tmp_path):
     saved = json.loads((tmp_path / "ddp" / "training_args.json").read_text())
     assert saved["provenance"]["num_processes"] == 2 and saved["provenance"]["samples_per_step"] == 4
     assert (tmp_path / "ddp" / "model.safetensors").is_file()
+    # Each process's RNG states are checkpointed on their own, as safetensors and JSON (no pickle).
+    checkpoint = {path.name for path in (tmp_path / "ddp" / "checkpoints" / "checkpoint-2").iterdir()}
+    assert {f"random_states_{rank}.{kind}" for rank in (0, 1) for kind in ("json", "safetensors")} <= checkpoint
