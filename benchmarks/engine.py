@@ -120,8 +120,8 @@ class StageTimer:
 
     STAGES = {
         "decode": ("clearsep_data.corpus", "Corpus", "load"),
-        "flac_encode": ("clearsep_data.engine", None, "encode_flac"),
-        "quality": ("clearsep_data.engine", None, "assess"),
+        "flac_encode": ("clearsep_data.track_maker", None, "encode_flac"),
+        "quality": ("clearsep_data.track_maker", None, "assess"),
         "block_write": ("clearsep_data.build_folder", "BuildFolder", "commit_block"),
         "merge_and_card": ("clearsep_data.engine", None, "finalize"),
         "model_load": ("clearsep_data.engine", None, "load_model"),

@@ -14,9 +14,9 @@ and then only of the files a build writes; one build at a time holds the folder'
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,11 +28,11 @@ from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from clearsep_data.corpus import Skip
+from clearsep_data.corpus import Clip, Skip
+from clearsep_data.tracks import DATA_DIR, SHARD_NAME, shard_name
 
 BLOCK_PREFIX = "block-"
 ROW_GROUP_SIZE = 64
-SHARD_PATTERN = re.compile(r"^[\w.-]+-\d{5}-of-\d{5}\.parquet$")
 
 
 class BuildError(RuntimeError):
@@ -52,8 +52,23 @@ def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
     os.replace(temporary, path)
 
 
-def shard_name(split: str, index: int, count: int) -> str:
-    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+def source_stamp(item: Clip | Skip) -> str:
+    """What a committed block remembers of each row, to notice a corpus changed under a resumed build.
+
+    For audio files, size and modification time (reading them again would cost as much as the build);
+    for embedded audio, a hash of the bytes; for a skip, its reason.
+    """
+    if isinstance(item, Skip):
+        return f"skip:{item.clip_id}:{item.reason}"
+    if isinstance(item.audio, bytes):
+        audio = "bytes:" + hashlib.blake2b(item.audio, digest_size=8).hexdigest()
+    else:
+        try:
+            status = os.stat(item.audio)
+            audio = f"file:{status.st_size}:{status.st_mtime_ns}"
+        except OSError:
+            audio = "file:missing"
+    return f"{item.clip_id}:{item.start_seconds}:{item.end_seconds}:{','.join(item.labels)}:{audio}"
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,7 @@ class BuildFolder:
     """At the root of a finished build: its settings and summary (its marker)."""
     SKIPS = "skips.jsonl"
     README = "README.md"
-    DATA = "data"
+    DATA = DATA_DIR
     LOCK = ".clearsep-build.lock"
 
     def __init__(self, root: Path):
@@ -201,7 +216,8 @@ class BuildFolder:
         data = self.root / self.DATA
         if data.is_dir():
             for shard in data.iterdir():
-                if shard.is_file() and SHARD_PATTERN.match(shard.name):
+                match = SHARD_NAME.match(shard.name)
+                if shard.is_file() and match and match["index"]:  # {split}-XXXXX-of-YYYYY.parquet, as written
                     shard.unlink()
             if not any(data.iterdir()):
                 data.rmdir()

@@ -10,10 +10,8 @@ every ``num_processes``-th block; the main process merges the blocks once all ar
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import re
 import time
 from collections import Counter
@@ -21,20 +19,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from clearsep_data.audio import AudioError, encode_flac
-from clearsep_data.build_folder import Block, BuildError, BuildFolder, dataset_card_data
+from clearsep_data.build_folder import Block, BuildError, BuildFolder, dataset_card_data, source_stamp
 from clearsep_data.corpus import Clip, Skip, open_corpus
 from clearsep_data.distributed import distributed_state
 from clearsep_data.filtering import Thresholds
-from clearsep_data.ontology import Ontology, mid_slug
-from clearsep_data.quality import assess
-from clearsep_data.schema import ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE, track_features
-
-ACCEPTED_SPLIT = "train"
-REJECTED_SPLIT = "rejected"
+from clearsep_data.track_maker import TrackMaker, load_model
+from clearsep_data.tracks import (
+    ACCEPTED_SPLIT,
+    ORIGIN_SEPARATED,
+    ORIGIN_SINGLE_SOURCE,
+    REJECTED_SPLIT,
+    count_tracks,
+    track_features,
+)
 
 
 @dataclass
@@ -120,28 +119,10 @@ class BuildSummary:
     iteration: int = 0
     corpus: str = ""
     sampling_rate: int = 0
-
-
-MODEL_FILES = ("config.json", "model.safetensors")
-"""What a local model folder's content hash covers: the config (label order, STFT, architecture) and the weights."""
-
-
-def model_tag(model_id: str, model) -> str:
-    """``{id}@{revision}``: the Hub commit for Hub models, a content hash of config and weights for local folders."""
-    revision = getattr(model.config, "_commit_hash", None)
-    folder = Path(model_id)
-    if folder.is_dir():
-        digest = hashlib.sha256(b"".join(_file_sha256(folder / name) for name in MODEL_FILES))
-        revision = "sha256:" + digest.hexdigest()[:16]
-    return f"{model_id}@{revision or 'unknown'}"
-
-
-def _file_sha256(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(2**20), b""):
-            digest.update(chunk)
-    return digest.digest()
+    tracks_per_origin: dict[str, dict[str, int]] = field(default_factory=dict)
+    """split -> origin -> tracks."""
+    mean_re_sdr_accepted: float | None = None
+    """Mean Re-SDR of the accepted separated tracks."""
 
 
 def reason_category(reason: str) -> str:
@@ -153,126 +134,9 @@ def reason_category(reason: str) -> str:
     return re.sub(r"(?<![\w/.])[-+]?\d+(\.\d+)?(?![\w/])", "#", text)
 
 
-def source_stamp(item: Clip | Skip) -> str:
-    """What a committed block remembers of each row, to notice a corpus changed under a resumed build.
-
-    For audio files, size and modification time (reading them again would cost as much as the build);
-    for embedded audio, a hash of the bytes; for a skip, its reason.
-    """
-    if isinstance(item, Skip):
-        return f"skip:{item.clip_id}:{item.reason}"
-    if isinstance(item.audio, bytes):
-        audio = "bytes:" + hashlib.blake2b(item.audio, digest_size=8).hexdigest()
-    else:
-        try:
-            status = os.stat(item.audio)
-            audio = f"file:{status.st_size}:{status.st_mtime_ns}"
-        except OSError:
-            audio = "file:missing"
-    return f"{item.clip_id}:{item.start_seconds}:{item.end_seconds}:{','.join(item.labels)}:{audio}"
-
-
-class TrackMaker:
-    """Turns one clip into track rows (accepted and rejected) or a :class:`Skip`."""
-
-    def __init__(self, config: BuildConfig, ontology: Ontology, model=None, model_tag: str = ""):
-        self.config = config
-        self.ontology = ontology
-        self.model = model
-        self.model_tag = model_tag
-        self.vocabulary = list(model.config.label_mids) if model is not None else None
-        self.sampling_rate = model.config.sampling_rate if model is not None else config.sampling_rate
-        self.thresholds_json = config.thresholds.to_json()
-
-    def __call__(self, clip: Clip, corpus) -> tuple[list[dict], list[dict], Skip | None]:
-        """``(accepted_rows, rejected_rows, skip)`` for one clip."""
-        selection = self.ontology.select_queries(clip.labels, self.vocabulary)
-        if selection.unknown:
-            return [], [], self._skip(clip, f"labels not in the ontology: {', '.join(selection.unknown)}")
-        if selection.out_of_vocabulary:
-            names = ", ".join(f"{mid} ({self.ontology.name(mid)})" for mid in selection.out_of_vocabulary)
-            return [], [], self._skip(clip, f"labels outside the model's query vocabulary: {names}")
-        if not selection.queries:
-            return [], [], self._skip(clip, "no labels to query")
-        if len(selection.queries) > 1 and self.model is None:
-            return [], [], self._skip(clip, "multi-event clip and no separation model given")
-        try:
-            mixture = corpus.load(clip, self.sampling_rate)
-        except AudioError as error:
-            return [], [], self._skip(clip, error.reason)
-        if len(selection.queries) == 1:
-            return [self._row(clip, selection.queries[0], mixture, origin=ORIGIN_SINGLE_SOURCE)], [], None
-        return self._separate(clip, list(selection.queries), mixture)
-
-    def _separate(self, clip: Clip, queries: list[str], mixture: np.ndarray):
-        separate = dict(sampling_rate=self.sampling_rate, batch_size=self.config.batch_size, use_bf16=self.config.use_bf16)
-        tracks = self.model.separate(mixture, queries, **separate)
-        bad = [query for query, track in zip(queries, tracks) if not np.isfinite(track).all()]
-        if bad:
-            return [], [], self._skip(clip, f"model output is not finite (NaN/inf) for {', '.join(bad)}")
-        reseparated = np.stack(self.model.separate(list(tracks), [queries] * len(queries), **separate))
-        quality = assess(torch.from_numpy(mixture), torch.from_numpy(tracks), torch.from_numpy(reseparated))
-        if not (math.isfinite(quality.re_sdr) and math.isfinite(quality.re_sisdr)):
-            return [], [], self._skip(clip, "remix scores are not finite")
-        accepted, rejected = [], []
-        quietest = float(quality.energy_ratio.min())
-        for index, query in enumerate(queries):
-            scores = dict(
-                re_sdr=quality.re_sdr,
-                re_sisdr=quality.re_sisdr,
-                energy_ratio=float(quality.energy_ratio[index]),
-                consistency_sisdr=float(quality.consistency_sisdr[index]),
-                leakage_db=float(quality.leakage_db[index]),
-            )
-            reason = self.config.thresholds.reject_reason(**scores, quietest_in_clip=quietest)
-            row = self._row(clip, query, tracks[index], origin=ORIGIN_SEPARATED, reject_reason=reason, **scores)
-            (rejected if reason else accepted).append(row)
-        return accepted, rejected, None
-
-    def _row(self, clip: Clip, label: str, waveform: np.ndarray, origin: str, reject_reason: str = "", **scores) -> dict:
-        track_id = f"{clip.clip_id}_{int(round(clip.start_seconds * 1000))}_{mid_slug(label)}"
-        return {
-            "audio": {"bytes": encode_flac(waveform, self.sampling_rate), "path": f"{track_id}.flac"},
-            "track_id": track_id,
-            "clip_id": clip.clip_id,
-            "start_seconds": clip.start_seconds,
-            "end_seconds": clip.end_seconds,
-            "label": label,
-            "label_name": self.ontology.name(label),
-            "clip_labels": list(clip.labels),
-            "origin": origin,
-            "re_sdr": scores.get("re_sdr"),
-            "re_sisdr": scores.get("re_sisdr"),
-            "energy_ratio": scores.get("energy_ratio", 0.0),
-            "consistency_sisdr": scores.get("consistency_sisdr"),
-            "leakage_db": scores.get("leakage_db"),
-            "iteration": self.config.iteration,
-            "model": self.model_tag if origin == ORIGIN_SEPARATED else "",
-            "thresholds": self.thresholds_json,
-            "reject_reason": reject_reason,
-        }
-
-    @staticmethod
-    def _skip(clip: Clip, reason: str) -> Skip:
-        return Skip(index=clip.index, clip_id=clip.clip_id, where=clip.where, reason=reason)
-
-
-def load_model(model_id: str | None, device):
-    """A ``ClearSepModel`` (local folder or Hub id) in eval mode on ``device``, and its provenance tag.
-
-    ``from_pretrained`` returns weights in memory of their own (not the memory-mapped file), so the model computes
-    the same whether ``.to(device)`` copies it (an accelerator) or not (the CPU). A folder that cannot be loaded
-    raises ``ClearSepLoadError`` (a ``ValueError``) naming the file and the fault.
-    """
-    if model_id is None:
-        return None, ""
-    from clearsep_data.modeling import ClearSepModel
-
-    model = ClearSepModel.from_pretrained(model_id).to(device).eval()
-    return model, model_tag(model_id, model)
-
-
-COUNTS = ("clips", "skipped", "accepted", "rejected")
+COUNTS = ("clips", "skipped", "accepted", "rejected", ORIGIN_SINGLE_SOURCE, ORIGIN_SEPARATED)
+"""What a block records of its rows: clips, skipped clips, tracks by split, clips by origin."""
+PROGRESS_FIELDS = ("accepted", "rejected", "skipped")
 
 
 class BlockRunner:
@@ -282,9 +146,10 @@ class BlockRunner:
     now (:func:`source_stamp`): a corpus changed under an unfinished build stops it instead of mixing both.
     """
 
-    def __init__(self, corpus, maker: TrackMaker, folder: BuildFolder, features, rank: int, world: int, block_size: int):
+    def __init__(self, corpus, maker: TrackMaker, folder: BuildFolder, features, *, rank: int, world: int, block_size: int,
+                 keep_rejected: bool):
         self.corpus, self.maker, self.folder, self.features = corpus, maker, folder, features
-        self.rank, self.world, self.block_size = rank, world, block_size
+        self.rank, self.world, self.block_size, self.keep_rejected = rank, world, block_size, keep_rejected
         self.done = folder.committed_blocks()
         self.counts: Counter = Counter()
         """This run's counts (:data:`COUNTS`) of the rows this process handled."""
@@ -353,9 +218,11 @@ class BlockRunner:
             pending["skips"].append(skip)
             counts["skipped"] += 1
         pending[ACCEPTED_SPLIT].extend(accepted)
-        if self.maker.config.keep_rejected:
+        if self.keep_rejected:
             pending[REJECTED_SPLIT].extend(rejected)
         counts.update(accepted=len(accepted), rejected=len(rejected))
+        if accepted or rejected:
+            counts[(accepted or rejected)[0]["origin"]] += 1
         pending["counts"].update(counts)
         self.counts.update(counts)
 
@@ -406,38 +273,31 @@ def finalize(config: BuildConfig, folder: BuildFolder, fingerprint: dict, rows: 
 
 
 def summarize(blocks: list[Block], rows: int, fingerprint: dict, skip_reasons: Counter) -> BuildSummary:
-    """Counts over the committed blocks, reading only the label and origin columns, one block at a time."""
-    import pyarrow.parquet as pq
-
-    accepted: Counter = Counter()
-    rejected: Counter = Counter()
-    clips_by_origin: Counter = Counter()
+    """Counts over the committed blocks: clips from their manifests, tracks from their metadata columns."""
+    clips: Counter = Counter()
     for block in blocks:
-        origins: dict[str, set] = {ORIGIN_SINGLE_SOURCE: set(), ORIGIN_SEPARATED: set()}  # a clip lies in one block
-        for split, counter in ((ACCEPTED_SPLIT, accepted), (REJECTED_SPLIT, rejected)):
-            path = block.split_file(split)
-            if path is not None:
-                table = pq.read_table(path, columns=["clip_id", "start_seconds", "label_name", "origin"]).to_pylist()
-                counter.update(row["label_name"] for row in table)
-                for row in table:
-                    origins[row["origin"]].add((row["clip_id"], row["start_seconds"]))
-        clips_by_origin.update({origin: len(clips) for origin, clips in origins.items()})
+        clips.update(block.manifest()["counts"])
+    counts = count_tracks({split: [path for block in blocks if (path := block.split_file(split))] for split in (ACCEPTED_SPLIT, REJECTED_SPLIT)})
     return BuildSummary(
         clips=rows,
-        single_source_clips=clips_by_origin[ORIGIN_SINGLE_SOURCE],
-        separated_clips=clips_by_origin[ORIGIN_SEPARATED],
-        accepted_tracks=sum(accepted.values()),
-        rejected_tracks=sum(rejected.values()),
+        single_source_clips=clips[ORIGIN_SINGLE_SOURCE],
+        separated_clips=clips[ORIGIN_SEPARATED],
+        accepted_tracks=counts.tracks(ACCEPTED_SPLIT),
+        rejected_tracks=counts.tracks(REJECTED_SPLIT),
         skipped_clips=sum(skip_reasons.values()),
         skip_reasons=dict(skip_reasons.most_common()),
-        accepted_per_class=dict(sorted(accepted.items())),
-        rejected_per_class=dict(sorted(rejected.items())),
+        accepted_per_class=counts.per_class_name(ACCEPTED_SPLIT),
+        rejected_per_class=counts.per_class_name(REJECTED_SPLIT),
         model=fingerprint["model"],
         thresholds=fingerprint["thresholds"],
         iteration=fingerprint["iteration"],
         corpus=fingerprint["corpus"],
         sampling_rate=fingerprint["sampling_rate"],
+        tracks_per_origin={split: dict(sorted(origins.items())) for split, origins in counts.origins.items() if origins},
+        mean_re_sdr_accepted=counts.mean_separated_re_sdr(ACCEPTED_SPLIT),
     )
+
+
 def readme_body(summary: BuildSummary) -> str:
     """A short card body; ``clearsep-data push dataset`` writes the full dataset card."""
     lines = [
@@ -488,7 +348,16 @@ def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True
         audio_column=config.audio_column,
         streaming=config.streaming,
     )
-    maker = TrackMaker(config, corpus.ontology, model, tag)
+    maker = TrackMaker(
+        corpus.ontology,
+        model,
+        tag,
+        thresholds=config.thresholds,
+        iteration=config.iteration,
+        sampling_rate=config.sampling_rate,
+        batch_size=config.batch_size,
+        use_bf16=config.use_bf16,
+    )
     fingerprint = config.fingerprint(tag, maker.sampling_rate, corpus.content_digest())
     folder = BuildFolder(config.output_dir)
     if state.is_main_process:
@@ -498,7 +367,8 @@ def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True
         if not pending:
             return BuildSummary(**folder.finished_record()["summary"]) if state.is_main_process else None
         features = track_features(maker.sampling_rate)
-        runner = BlockRunner(corpus, maker, folder, features, state.process_index, state.num_processes, config.block_size)
+        runner = BlockRunner(corpus, maker, folder, features, rank=state.process_index, world=state.num_processes,
+                             block_size=config.block_size, keep_rejected=config.keep_rejected)
         rows = _run_with_progress(runner, corpus, config.block_size, progress and state.is_main_process)
         state.wait_for_everyone()
         return finalize(config, folder, fingerprint, rows, features) if state.is_main_process else None
@@ -536,7 +406,7 @@ def _run_with_progress(runner: BlockRunner, corpus, block_size: int, show: bool)
         def show() -> None:
             counts = others + runner.counts
             rate = runner.counts["clips"] / max(time.monotonic() - start, 1e-9)
-            bar.update(task, completed=counts["clips"], rate=f"{rate:.2f}", **{key: counts[key] for key in COUNTS[1:]})
+            bar.update(task, completed=counts["clips"], rate=f"{rate:.2f}", **{key: counts[key] for key in PROGRESS_FIELDS})
 
         def on_clip(_: BlockRunner) -> None:
             nonlocal others, polled

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package
     import tomli as tomllib
+
+
+if TYPE_CHECKING:
+    from clearsep_data.quality import TrackScores
 
 
 class ThresholdsError(ValueError):
@@ -66,6 +72,15 @@ class Thresholds:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    def judge(self, tracks: Sequence[TrackScores]) -> list[str]:
+        """Why each of one clip's separated tracks fails the thresholds (``""`` for a track that passes).
+
+        The clip's quietest track matters to all: a labelled event cannot be near-silent, so when one track is,
+        another track of the clip must hold that event.
+        """
+        quietest = min(track.energy_ratio for track in tracks)
+        return [self.reject_reason(**asdict(track), quietest_in_clip=quietest) for track in tracks]
 
     def reject_reason(
         self,

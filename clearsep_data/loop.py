@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from clearsep_data.corpus import open_corpus
-from clearsep_data.engine import BuildConfig, build
+from clearsep_data.engine import BuildConfig, BuildSummary, build
 from clearsep_data.filtering import Thresholds
+from clearsep_data.tracks import ACCEPTED_SPLIT, ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE
 from clearsep_data.build_folder import atomic_write_text
 
 SUMMARY_FILE = "summary.json"
@@ -103,7 +104,7 @@ def run_round(config: LoopConfig, round_index: int) -> RoundResult:
     directory = config.round_dir(round_index)
     previous_model = None if round_index == 0 else str(config.round_dir(round_index - 1) / "model")
     thresholds = config.round_thresholds(round_index)
-    build(
+    summary = build(
         BuildConfig(
             corpus=config.corpus,
             output_dir=directory / "tracks",
@@ -117,7 +118,7 @@ def run_round(config: LoopConfig, round_index: int) -> RoundResult:
     if not (model_dir / "model.safetensors").exists():
         train_round(config, round_index, directory / "tracks", model_dir, previous_model)
     evaluation = evaluate_round(config, model_dir, directory / "eval.json")
-    return round_result(round_index, directory, None if round_index == 0 else thresholds, evaluation)
+    return round_result(round_index, directory, summary, None if round_index == 0 else thresholds, evaluation)
 
 
 def train_round(config: LoopConfig, round_index: int, tracks: Path, model_dir: Path, init: str | None) -> None:
@@ -163,26 +164,19 @@ def evaluate_round(config: LoopConfig, model_dir: Path, output: Path) -> dict | 
     return json.loads(output.read_text())
 
 
-def round_result(round_index: int, directory: Path, thresholds: Thresholds | None, evaluation: dict | None) -> RoundResult:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from clearsep_data.tracks import local_shards
-
-    def column_table(split: str):
-        shards = local_shards(directory / "tracks", split)
-        return pq.read_table(shards, columns=["origin", "re_sdr"]) if shards else None
-
-    accepted, rejected = column_table("train"), column_table("rejected")
-    separated = accepted.filter(pc.equal(accepted["origin"], "separated")) if accepted is not None else None
+def round_result(
+    round_index: int, directory: Path, summary: BuildSummary, thresholds: Thresholds | None, evaluation: dict | None
+) -> RoundResult:
+    """The round's row, from the summary its build returned and its evaluation."""
+    origins = summary.tracks_per_origin
     metrics = (evaluation or {}).get("metrics") or {}
     return RoundResult(
         round=round_index,
         thresholds=None if thresholds is None else asdict(thresholds),
-        single_source_tracks=0 if accepted is None else accepted.num_rows - separated.num_rows,
-        separated_accepted=0 if separated is None else separated.num_rows,
-        separated_rejected=0 if rejected is None else rejected.num_rows,
-        mean_re_sdr_accepted=None if not separated else float(pc.mean(separated["re_sdr"]).as_py()),
+        single_source_tracks=origins.get(ACCEPTED_SPLIT, {}).get(ORIGIN_SINGLE_SOURCE, 0),
+        separated_accepted=origins.get(ACCEPTED_SPLIT, {}).get(ORIGIN_SEPARATED, 0),
+        separated_rejected=summary.rejected_tracks,
+        mean_re_sdr_accepted=summary.mean_re_sdr_accepted,
         eval_si_sdri=metrics.get("si_sdri"),
         eval_sdri=metrics.get("sdri"),
         model=str(directory / "model"),

@@ -21,18 +21,18 @@ from clearsep_data.metrics import energy_db, sdr, si_sdr
 
 
 @dataclass(frozen=True)
-class TrackQuality:
-    """Quality scores of one clip's tracks (per-track tensors have one entry per query)."""
+class TrackScores:
+    """The quality fields of one separated track (``re_sdr`` and ``re_sisdr`` are its clip's, shared by its tracks)."""
 
     re_sdr: float
     re_sisdr: float
-    energy_ratio: torch.Tensor
-    consistency_sisdr: torch.Tensor
-    leakage_db: torch.Tensor
+    energy_ratio: float
+    consistency_sisdr: float
+    leakage_db: float
 
 
-def assess(mixture: torch.Tensor, tracks: torch.Tensor, reseparated: torch.Tensor) -> TrackQuality:
-    """Score ``tracks`` (Q, T) separated from ``mixture`` (T,).
+def assess(mixture: torch.Tensor, tracks: torch.Tensor, reseparated: torch.Tensor) -> list[TrackScores]:
+    """Score ``tracks`` (Q, T) separated from ``mixture`` (T,): one record per track, in query order.
 
     ``reseparated`` (Q, Q, T) holds track ``i`` re-separated with query ``j`` at ``[i, j]``.
     """
@@ -42,10 +42,10 @@ def assess(mixture: torch.Tensor, tracks: torch.Tensor, reseparated: torch.Tenso
     others = ~torch.eye(queries, dtype=torch.bool)
     leakage = energy_db(reseparated, tracks.unsqueeze(1).expand_as(reseparated))  # (Q, Q)
     leakage = leakage.masked_fill(~others, float("-inf")).amax(dim=1)
-    return TrackQuality(
-        re_sdr=float(sdr(mixture, remix)),
-        re_sisdr=float(si_sdr(mixture, remix)),
-        energy_ratio=energy_db(tracks, mixture.expand_as(tracks)),
-        consistency_sisdr=si_sdr(tracks, own),
-        leakage_db=leakage,
-    )
+    re_sdr, re_sisdr = float(sdr(mixture, remix)), float(si_sdr(mixture, remix))
+    energy = energy_db(tracks, mixture.expand_as(tracks))
+    consistency = si_sdr(tracks, own)
+    return [
+        TrackScores(re_sdr, re_sisdr, float(energy[index]), float(consistency[index]), float(leakage[index]))
+        for index in range(queries)
+    ]

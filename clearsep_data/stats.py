@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-QUALITY_FIELDS: tuple[str, ...] = ("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db")
+from clearsep_data.tracks import DATA_DIR, QUALITY_FIELDS, REJECTED_SPLIT, TrackCounts, shard_split
+
 QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
-REJECTED_SPLIT = "rejected"
 STATS_COLUMNS: tuple[str, ...] = (
     "label", "label_name", "origin", "start_seconds", "end_seconds", *QUALITY_FIELDS,
     "iteration", "model", "thresholds", "reject_reason",
@@ -27,7 +27,6 @@ STATS_COLUMNS: tuple[str, ...] = (
 PROVENANCE_FILES: tuple[str, ...] = ("build.json", "summary.json")
 """Files an engine run may leave next to ``data/``; staged with the dataset and quoted in its card."""
 HISTOGRAM_BINS = 30
-_SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)(?:-\d+-of-\d+)?\.parquet$")
 _NUMERIC = re.compile(r"^-?\d[\d.,]*(?: ?(?:%|[kMGT]?B))?$")
 _CHECK = re.compile(r"^(?P<field>[A-Za-z_]+) \S+ (?P<op>[<>]=?) (?P<bound>\S+)$")
 
@@ -158,6 +157,7 @@ def compute_stats(dataset_dir_or_id: str | os.PathLike) -> DatasetStats:
     columns: dict[str, dict[str, list]] = {}
     splits: dict[str, SplitSummary] = {}
     sampling_rate = None
+    counts = TrackCounts()
     for split, paths in files.shards().items():
         tables = []
         num_bytes = download_size = 0
@@ -169,6 +169,7 @@ def compute_stats(dataset_dir_or_id: str | os.PathLike) -> DatasetStats:
             sampling_rate = sampling_rate or rate
         table = pa.concat_tables(tables)
         columns[split] = values = table.to_pydict()
+        counts.add(split, values)
         hours = sum(end - start for start, end in zip(values["start_seconds"], values["end_seconds"])) / 3600
         in_repo = [files.relative(path) for path in paths]
         splits[split] = SplitSummary(split, table.num_rows, hours, num_bytes, download_size, in_repo)
@@ -179,8 +180,8 @@ def compute_stats(dataset_dir_or_id: str | os.PathLike) -> DatasetStats:
         source=source,
         sampling_rate=sampling_rate,
         splits=splits,
-        classes=_class_counts(grouped),
-        origins={split: dict(sorted(Counter(values["origin"]).items())) for split, values in columns.items()},
+        classes=_class_counts(counts),
+        origins={split: dict(sorted(origins.items())) for split, origins in counts.origins.items()},
         quality=quality,
         histograms={name: _histogram({g: v[name] for g, v in grouped.items()}) for name in QUALITY_FIELDS},
         reject_reasons=_reject_reasons(grouped.get("rejected", {}).get("reject_reason", [])),
@@ -233,12 +234,11 @@ class DatasetFiles:
     def shards(self) -> dict[str, list[str]]:
         """``data/{split}-XXXXX-of-YYYYY.parquet`` paths by split, in name order (accepted splits first)."""
         shards: dict[str, list[str]] = {}
-        for path in sorted(self.fs.glob(f"{self.root}/data/*.parquet")):
-            name = path.rsplit("/", 1)[-1]
-            match = _SHARD_NAME.match(name)
-            if match is None:
+        for path in sorted(self.fs.glob(f"{self.root}/{DATA_DIR}/*.parquet")):
+            split = shard_split(path.rsplit("/", 1)[-1])
+            if split is None:
                 raise StatsError(f"{path}: not a shard name ('{{split}}-00000-of-00001.parquet')")
-            shards.setdefault(match["split"], []).append(path)
+            shards.setdefault(split, []).append(path)
         if not shards:
             raise StatsError(f"{self.root}: no parquet shards under data/ (expected data/train-00000-of-00001.parquet)")
         return dict(sorted(shards.items(), key=lambda item: (item[0] == REJECTED_SPLIT, item[0])))
@@ -443,12 +443,13 @@ def _histogram(values_by_group: dict[str, list]) -> Histogram:
     return Histogram(edges=edges.tolist(), counts=counts)
 
 
-def _class_counts(grouped: dict[str, dict[str, list]]) -> list[ClassCount]:
+def _class_counts(counts: TrackCounts) -> list[ClassCount]:
     classes: dict[str, ClassCount] = {}
-    for group, values in grouped.items():
-        for label, name in zip(values["label"], values["label_name"]):
+    for split, per_class in counts.classes.items():
+        group = "rejected" if split == REJECTED_SPLIT else "accepted"
+        for (label, name), count in per_class.items():
             entry = classes.setdefault(label, ClassCount(label, name or label))
-            setattr(entry, group, getattr(entry, group) + 1)
+            setattr(entry, group, getattr(entry, group) + count)
     return sorted(classes.values(), key=lambda c: (-(c.accepted + c.rejected), c.label_name))
 
 

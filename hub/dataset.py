@@ -139,7 +139,7 @@ def _check_audio_embedded(paths: list[Path]) -> None:
 
 def _card_values(stats, features, repo_id: str, has_skips: bool) -> dict:
     """The template's variables, computed from the statistics and the build record."""
-    from clearsep_data.schema import TRACK_FIELDS
+    from clearsep_data.tracks import REJECTED_SPLIT, TRACK_FIELDS
     from clearsep_data.stats import SummaryTable, summary_tables
 
     tables = {table.title: table for table in summary_tables(stats)}
@@ -154,7 +154,7 @@ def _card_values(stats, features, repo_id: str, has_skips: bool) -> dict:
         "repo_id": repo_id,
         "num_accepted": stats.num_accepted,
         "num_rejected": stats.num_rejected,
-        "hours_accepted": sum(s.hours for name, s in stats.splits.items() if name != "rejected"),
+        "hours_accepted": sum(s.hours for name, s in stats.splits.items() if name != REJECTED_SPLIT),
         "num_classes": len(accepted_classes),
         "sampling_rate": stats.sampling_rate,
         "example_class": accepted_classes[0].label_name if accepted_classes else "",

@@ -34,7 +34,7 @@ import torch
 
 from clearsep_data.audio import AudioError, decode_flac, fit_length, load_audio, resample
 from clearsep_data.ontology import Ontology
-from clearsep_data.schema import ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE
+from clearsep_data.tracks import ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE
 
 QUALITY_MODES = ("off", "sample", "weight")
 _METADATA_COLUMNS = ("track_id", "clip_id", "start_seconds", "end_seconds", "label", "label_name", "clip_labels", "origin", "re_sisdr")

@@ -706,7 +706,7 @@ def _provenance(args, sources, catalog: TrackCatalog, held_out: np.ndarray, natu
     import datasets
     import transformers
 
-    from clearsep_data.schema import ORIGIN_SEPARATED
+    from clearsep_data.tracks import ORIGIN_SEPARATED
 
     return {
         "datasets": [

@@ -61,7 +61,7 @@ def write_track_dataset(root: Path, train: list[tuple] = TRAIN_ROWS, rejected: l
     """A track dataset as the engine writes it: ``data/{split}-00000-of-00001.parquet`` + ``build.json``."""
     from datasets import Dataset
 
-    from clearsep_data.schema import track_features
+    from clearsep_data.tracks import track_features
 
     (root / "data").mkdir(parents=True, exist_ok=True)
     for split, rows in (("train", train), ("rejected", rejected)):

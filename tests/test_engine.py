@@ -22,8 +22,7 @@ from clearsep_data import ClearSepConfig, ClearSepModel
 from clearsep_data.demo_corpus import generate_demo_corpus, label_vocabulary
 from clearsep_data.engine import BuildConfig, BuildError, build
 from clearsep_data.filtering import Thresholds
-from clearsep_data.schema import track_features
-from clearsep_data.tracks import load_tracks
+from clearsep_data.tracks import load_tracks, track_features
 
 RATE = 8000
 SECONDS = 2.0

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from clearsep_data.cli import app
-from clearsep_data.engine import load_model, model_tag
+from clearsep_data.track_maker import load_model, model_tag
 from clearsep_data.modeling import ClearSepConfig, ClearSepLoadError, ClearSepModel
 from clearsep_data.modeling.loading import is_hub_id
 

@@ -16,7 +16,7 @@ from clearsep_data.cli import app
 from clearsep_data.hub.dataset import stage_dataset
 from clearsep_data.hub.model import stage_model
 from clearsep_data.hub.staging import StagingError
-from clearsep_data.schema import TRACK_FIELDS, track_features
+from clearsep_data.tracks import TRACK_FIELDS, track_features
 
 TOKEN = "hf_ClearSepTestTokenNeverPublish0123"
 EVAL = {

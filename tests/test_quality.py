@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from clearsep_data.corpus import Clip
-from clearsep_data.engine import BuildConfig, TrackMaker
 from clearsep_data.filtering import Thresholds, ThresholdsError
 from clearsep_data.ontology import Ontology
-from clearsep_data.quality import assess
+from clearsep_data.quality import TrackScores, assess
+from clearsep_data.track_maker import TrackMaker
 
 RATE = 8000
 ONTOLOGY = Ontology.from_entries(
@@ -38,23 +38,23 @@ def test_remix_scores_match_hand_computed_values():
     # Tracks at half amplitude remix to mixture / 2: SDR = 10 log10(|x|^2 / |x/2|^2) = 6.02 dB,
     # while the scale-invariant score is unaffected.
     tracks = torch.stack([a, b]) * 0.5
-    quality = assess(mixture, tracks, torch.stack([torch.stack([tracks[0], 0 * a]), torch.stack([0 * b, tracks[1]])]))
-    assert quality.re_sdr == pytest.approx(20 * math.log10(2), abs=1e-3)
-    assert quality.re_sisdr > 60
+    scores = assess(mixture, tracks, torch.stack([torch.stack([tracks[0], 0 * a]), torch.stack([0 * b, tracks[1]])]))
+    assert [track.re_sdr for track in scores] == pytest.approx([20 * math.log10(2)] * 2, abs=1e-3)
+    assert min(track.re_sisdr for track in scores) > 60
     # Each half-amplitude tone holds a quarter of the energy of one tone, an eighth of the mixture's.
     expected_energy = 10 * math.log10((0.5**2 * a.pow(2).sum()) / mixture.pow(2).sum())
-    assert quality.energy_ratio.tolist() == pytest.approx([expected_energy] * 2, abs=1e-3)
-    assert quality.consistency_sisdr.min() > 60  # re-separation returned each track unchanged
-    assert quality.leakage_db.max() < -60  # and nothing for the other query
+    assert [track.energy_ratio for track in scores] == pytest.approx([expected_energy] * 2, abs=1e-3)
+    assert min(track.consistency_sisdr for track in scores) > 60  # re-separation returned each track unchanged
+    assert max(track.leakage_db for track in scores) < -60  # and nothing for the other query
 
 
 def test_leakage_is_the_loudest_other_query():
     tracks = torch.stack([torch.from_numpy(tone(f)) for f in (300, 700, 1500)])
     gains = torch.tensor([[1.0, 0.1, 0.01], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])  # [track, query]
     reseparated = gains[..., None] * tracks[:, None, :]
-    quality = assess(tracks.sum(0), tracks, reseparated)
-    assert quality.leakage_db[:2].tolist() == pytest.approx([20 * math.log10(0.1), 20 * math.log10(0.5)], abs=1e-3)
-    assert float(quality.leakage_db[2]) < -70  # silence from both other queries
+    leakage = [track.leakage_db for track in assess(tracks.sum(0), tracks, reseparated)]
+    assert leakage[:2] == pytest.approx([20 * math.log10(0.1), 20 * math.log10(0.5)], abs=1e-3)
+    assert leakage[2] < -70  # silence from both other queries
 
 
 def test_thresholds_from_json_and_toml(tmp_path: Path):
@@ -84,6 +84,14 @@ def test_reject_reason_names_every_failed_check():
     assert "re_sdr nan" in thresholds.reject_reason(float("nan"), 20, 0, 15, -30)
 
 
+def test_judge_rejects_the_other_tracks_of_a_clip_with_a_silent_track():
+    silent = TrackScores(re_sdr=20, re_sisdr=20, energy_ratio=-45, consistency_sisdr=15, leakage_db=-30)
+    loud = TrackScores(re_sdr=20, re_sisdr=20, energy_ratio=-1, consistency_sisdr=15, leakage_db=-30)
+    reasons = Thresholds().judge([silent, loud])
+    assert reasons[0].startswith("energy_ratio -45.0 < -30") and "near-silent (-45.0 dB)" in reasons[1]
+    assert Thresholds().judge([loud, loud]) == ["", ""]
+
+
 class FakeSeparator:
     """A separator with ClearSepModel's `separate` signature and a scripted behaviour."""
 
@@ -110,8 +118,7 @@ def make_clip(labels) -> Clip:
 
 
 def run_maker(separator, labels, mixture):
-    config = BuildConfig(corpus="unused", output_dir=Path("unused"))
-    maker = TrackMaker(config, ONTOLOGY, separator, "fake@0")
+    maker = TrackMaker(ONTOLOGY, separator, "fake@0")
     return maker(make_clip(labels), OneClipCorpus(mixture))
 
 
@@ -148,8 +155,7 @@ def test_a_clean_separation_is_accepted_with_its_scores():
 
 
 def test_single_event_clip_is_kept_whole_without_a_model():
-    config = BuildConfig(corpus="unused", output_dir=Path("unused"), sampling_rate=RATE)
-    maker = TrackMaker(config, ONTOLOGY)
+    maker = TrackMaker(ONTOLOGY, sampling_rate=RATE)
     accepted, rejected, skip = maker(make_clip(["/m/0bt9lr", "/m/05tny_"]), OneClipCorpus(tone(300)))
     assert skip is None and len(accepted) == 1 and accepted[0]["origin"] == "single_source"
     assert accepted[0]["label"] == "/m/05tny_" and accepted[0]["re_sdr"] is None
@@ -162,7 +168,7 @@ def test_model_nan_and_vocabulary_gaps_become_skips_with_reasons():
     _, _, skip = run_maker(FakeSeparator(nan), ["/m/05tny_", "/m/09x0r"], tone(300))
     assert skip.reason.startswith("model output is not finite (NaN/inf) for /m/05tny_, /m/09x0r")
     ontology_only = Ontology.from_entries(ONTOLOGY.to_entries() + [{"id": "/m/0395lw", "name": "Bell", "child_ids": []}])
-    maker = TrackMaker(BuildConfig(corpus="unused", output_dir=Path("unused")), ontology_only, FakeSeparator(nan), "fake@0")
+    maker = TrackMaker(ontology_only, FakeSeparator(nan), "fake@0")
     _, _, skip = maker(make_clip(["/m/0395lw", "/m/09x0r"]), OneClipCorpus(tone(300)))
     assert skip.reason == "labels outside the model's query vocabulary: /m/0395lw (Bell)"
     _, _, skip = maker(make_clip(["/m/zzzz", "/m/09x0r"]), OneClipCorpus(tone(300)))

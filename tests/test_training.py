@@ -84,7 +84,7 @@ def data(tmp_path_factory) -> dict:
     """A track dataset (train + rejected splits), the natural corpus it came from and its ontology."""
     from datasets import Dataset
 
-    from clearsep_data.schema import track_features
+    from clearsep_data.tracks import track_features
 
     root = tmp_path_factory.mktemp("training")
     train, rejected = [], []
