@@ -17,13 +17,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from clearsep_data.errors import ClearSepError
+
 AudioSource = Union[str, os.PathLike, bytes]
 
 # Decoded past a segment's end, as some containers time-stamp the first sample late (Vorbis pre-roll).
 _RANGE_MARGIN_SECONDS = 0.25
 
 
-class AudioError(ValueError):
+class AudioError(ClearSepError):
     """An audio file or payload that cannot be used, with the reason."""
 
     def __init__(self, source: str, reason: str):

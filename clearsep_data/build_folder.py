@@ -29,13 +29,14 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from clearsep_data.corpus import Clip, Skip
+from clearsep_data.errors import ClearSepError
 from clearsep_data.tracks import DATA_DIR, SHARD_NAME, shard_name
 
 BLOCK_PREFIX = "block-"
 ROW_GROUP_SIZE = 64
 
 
-class BuildError(RuntimeError):
+class BuildError(ClearSepError):
     """A build that cannot start or finish (bad options, a folder it must not touch, a busy or changed build)."""
 
 

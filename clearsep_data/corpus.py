@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from clearsep_data.audio import AudioError, audio_duration, load_audio
+from clearsep_data.errors import ClearSepError
 from clearsep_data.ontology import Ontology
 
 SILENCE_PEAK_DBFS = -60.0
@@ -52,7 +53,7 @@ which would otherwise stick to the first field (a comment would no longer start 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", re.ASCII)
 
 
-class CorpusError(ValueError):
+class CorpusError(ClearSepError):
     """A corpus that cannot be opened: unknown source, missing or malformed metadata files."""
 
 

@@ -41,6 +41,7 @@ import torch
 
 from clearsep_data.audio import AudioError, fit_length, load_audio
 from clearsep_data.corpus import CSV_ENCODING, AudioSetFolder, Clip, Corpus, Skip
+from clearsep_data.errors import ClearSepError
 from clearsep_data.metrics import sdr, si_sdr
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ SILENCE_PEAK = 1 / 32768
 """A reference whose peak is below one 16-bit step is silent: no metric is defined against it."""
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(ClearSepError):
     """A benchmark folder that cannot be evaluated (missing or malformed reference manifest)."""
 
 

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clearsep_data.errors import ClearSepError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from clearsep_data.quality import TrackScores
 
 
-class ThresholdsError(ValueError):
+class ThresholdsError(ClearSepError):
     """A thresholds file or option that cannot be used."""
 
 

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from clearsep_data.errors import ClearSepError
+
 
 @dataclass(frozen=True)
 class OntologyNode:
@@ -40,7 +42,7 @@ class QuerySelection:
     """Labels that are not in the ontology at all."""
 
 
-class OntologyError(ValueError):
+class OntologyError(ClearSepError):
     """A malformed ontology file."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clearsep_data.errors import ClearSepError
 from clearsep_data.tracks import DATA_DIR, QUALITY_FIELDS, REJECTED_SPLIT, TrackCounts, shard_split
 
 QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -31,7 +32,7 @@ _NUMERIC = re.compile(r"^-?\d[\d.,]*(?: ?(?:%|[kMGT]?B))?$")
 _CHECK = re.compile(r"^(?P<field>[A-Za-z_]+) \S+ (?P<op>[<>]=?) (?P<bound>\S+)$")
 
 
-class StatsError(ValueError):
+class StatsError(ClearSepError):
     """A dataset whose statistics cannot be computed, with the file and the reason."""
 
 

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from clearsep_data.errors import ClearSepError
+
 SECRET_KEY = re.compile(r"(^|[_-])(token|secret|password|passwd|api[_-]?key|credentials?)($|[_-])", re.IGNORECASE)
 """Keys dropped from published JSON: ``hub_token``, ``wandb_api_key``, ``password``... (not ``tokenizer``)."""
 LONG_LIST = 20
 
 
-class StagingError(ValueError):
+class StagingError(ClearSepError):
     """Input that cannot be published, with the file and the reason."""
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clearsep_data.errors import ClearSepError
 from clearsep_data.hub.staging import StagedRepo, assert_token_absent
 
 DEFAULT_BRANCH = "main"
 
 
-class HubUnreachableError(OSError):
+class HubUnreachableError(ClearSepError):
     """The Hub endpoint gave no HTTP answer at all (connection refused, timed out, unknown host)."""
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clearsep_data.cli.errors import fail
+from clearsep_data.cli.errors import USER_ERRORS, fail
 from clearsep_data.cli.launch import check_launch
 
 THRESHOLD_HELP = "Overrides the thresholds file / defaults (dB)."
@@ -48,8 +48,8 @@ def build(
     from datasets.utils.py_utils import convert_file_size_to_int
     from rich.console import Console
 
-    from clearsep_data.engine import BuildConfig, BuildError, build as run_build
-    from clearsep_data.filtering import Thresholds, ThresholdsError
+    from clearsep_data.engine import BuildConfig, build as run_build
+    from clearsep_data.filtering import Thresholds
 
     console = Console(stderr=True)
     try:
@@ -84,7 +84,7 @@ def build(
             use_bf16=bf16,
         )
         summary = run_build(config, overwrite=overwrite, progress=progress)
-    except (BuildError, ThresholdsError, ValueError, OSError) as error:
+    except USER_ERRORS as error:
         fail(error)
     if summary is not None:
         print_summary(summary, output_dir, console)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clearsep_data.cli.errors import fail
+from clearsep_data.cli.errors import USER_ERRORS, fail
 
 
 def demo_corpus(
@@ -61,7 +61,7 @@ def demo_corpus(
                 single_event_fraction=single_event_fraction,
                 progress=lambda done: bar.advance(task, done),
             )
-    except (ValueError, FileExistsError) as error:
+    except USER_ERRORS as error:
         fail(error)
     elapsed = time.perf_counter() - started
 

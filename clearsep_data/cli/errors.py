@@ -6,6 +6,10 @@ from typing import NoReturn
 
 import typer
 
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError)
+"""What a command reports with :func:`fail`: every :class:`~clearsep_data.errors.ClearSepError` (and the model
+folder's ``ClearSepLoadError``) is a ``ValueError``; ``OSError`` covers files that cannot be read or written."""
+
 
 def fail(message: object) -> NoReturn:
     """Print ``error: message`` on stderr and exit with status 1.

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clearsep_data.cli.errors import fail
+from clearsep_data.cli.errors import USER_ERRORS, fail
 
 EVAL_FILENAME = "eval.json"
 
@@ -44,12 +44,12 @@ def evaluate(
         fail(f"--save-to-model needs a local model folder; {model!r} is not one")
     try:
         opened = Benchmark.open(benchmark, split)
-    except (ValueError, OSError) as error:  # BenchmarkError, CorpusError, OntologyError name the file at fault
+    except USER_ERRORS as error:  # BenchmarkError, CorpusError, OntologyError name the file at fault
         fail(error)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         separator = ClearSepModel.from_pretrained(model).to(device).eval()
-    except (OSError, ValueError) as error:
+    except USER_ERRORS as error:
         fail(f"cannot load model {model!r}: {error}")
 
     bar = Progress(
@@ -68,7 +68,7 @@ def evaluate(
                 num_workers=num_workers,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-    except (ValueError, OSError) as error:
+    except USER_ERRORS as error:
         fail(error)
 
     targets = [output] if output is not None else ([] if save_to_model else [Path(EVAL_FILENAME)])

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clearsep_data.cli.errors import fail
+from clearsep_data.cli.errors import USER_ERRORS, fail
 from clearsep_data.cli.launch import check_launch
 
 
@@ -32,7 +32,7 @@ def iterate(
     check_launch()
     from rich.console import Console
 
-    from clearsep_data.filtering import Thresholds, ThresholdsError
+    from clearsep_data.filtering import Thresholds
     from clearsep_data.loop import PLOT_FILE, SUMMARY_FILE, LoopConfig, run_loop
 
     console = Console()
@@ -51,7 +51,7 @@ def iterate(
             progress=progress,
         )
         results = run_loop(config, on_round=lambda result: console.print(round_table([result])))
-    except (ThresholdsError, ValueError, OSError) as error:
+    except USER_ERRORS as error:
         fail(error)
     console.print(round_table(results))
     last = results[-1]

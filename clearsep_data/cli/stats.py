@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clearsep_data.cli.errors import fail
+from clearsep_data.cli.errors import USER_ERRORS, fail
 
 
 def stats(
@@ -21,12 +21,12 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
-    from clearsep_data.stats import StatsError, compute_stats, summary_tables, write_plots
+    from clearsep_data.stats import compute_stats, summary_tables, write_plots
 
     console = Console()
     try:
         result = compute_stats(dataset)
-    except StatsError as error:
+    except USER_ERRORS as error:
         fail(error)
     rate = f", {result.sampling_rate} Hz" if result.sampling_rate else ""
     console.print(

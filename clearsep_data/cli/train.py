@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clearsep_data.cli.errors import fail
+from clearsep_data.cli.errors import USER_ERRORS, fail
 from clearsep_data.cli.launch import check_launch
 
 STRATEGY = "Strategies"
@@ -125,7 +125,7 @@ def train(
             progress=progress,
         )
         result = run_train(args)
-    except (TrainingError, ValueError, OSError) as error:
+    except USER_ERRORS as error:
         fail(error)
     from accelerate import PartialState
 

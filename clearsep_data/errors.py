@@ -1,0 +1,10 @@
+"""The base of the errors ClearSep raises for input it cannot use.
+
+The command line reports any of them as one line (``clearsep_data.cli.errors.fail``). The model folder
+(``clearsep_data.modeling``) imports nothing else of ours, so its ``ClearSepLoadError`` derives from
+``ValueError`` directly.
+"""
+
+
+class ClearSepError(ValueError):
+    """A file, folder, option or dataset ClearSep cannot use; the message names it and says what is wrong."""
