@@ -1,8 +1,10 @@
-"""Audio decoding, resampling and encoding shared by the corpus readers, the model and the writer.
+"""Audio decoding, resampling and encoding shared by the corpus readers, the trainer and the writer.
 
 Decoding goes through torchcodec (FFmpeg), which reads every container AudioSet mirrors use
 (wav, flac, ogg, mp3, ...), downmixes and resamples in one pass. In-memory arrays are
-resampled with soxr. Tracks are stored as FLAC bytes so that parquet shards are self-contained.
+resampled with soxr by :func:`resample`, which (with :func:`fit_length`) belongs to the model's
+feature extractor (``clearsep_data.modeling.feature_extraction_clearsep``) and is re-exported here.
+Tracks are stored as FLAC bytes so that parquet shards are self-contained.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Union
 
 import numpy as np
 import soundfile as sf
-import soxr
+
+from clearsep_data.modeling.feature_extraction_clearsep import fit_length, resample
 
 AudioSource = Union[str, os.PathLike, bytes]
 
@@ -119,23 +122,6 @@ def _decoding(name: str):
         lines = str(error).strip().splitlines() or [type(error).__name__]
         detail = re.sub(r"^.*?\.cpp:\d+,\s*", "", lines[0])  # drop torchcodec's C++ source location
         raise AudioError(name, f"cannot decode audio ({detail.strip()[:160]})") from None
-
-
-def fit_length(waveform: np.ndarray, length: int) -> np.ndarray:
-    """Trim or zero-pad the last axis of ``waveform`` to ``length`` samples."""
-    if waveform.shape[-1] >= length:
-        return waveform[..., :length]
-    pad = [(0, 0)] * (waveform.ndim - 1) + [(0, length - waveform.shape[-1])]
-    return np.pad(waveform, pad)
-
-
-def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Resample along the last axis with soxr (high quality); a no-op when the rates match."""
-    if orig_rate == target_rate:
-        return waveform
-    flat = waveform.reshape(-1, waveform.shape[-1]).T  # soxr wants (time, channels)
-    out = soxr.resample(np.ascontiguousarray(flat, dtype=np.float32), orig_rate, target_rate, quality="HQ")
-    return out.T.reshape(*waveform.shape[:-1], -1)
 
 
 def encode_flac(waveform: np.ndarray, sampling_rate: int) -> bytes:

@@ -8,8 +8,9 @@ from huggingface_hub.dataclasses import strict
 from transformers import ClapTextConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from clearsep_data.modeling.losses import LOSSES
+
 QUERY_ENCODERS = ("embedding", "clap_text")
-LOSSES = ("snr_sisnr", "l1")
 
 PRESETS: dict[str, dict] = {
     # Trains on two CPU cores in minutes: 16 kHz, 64 ms windows every 20 ms, 8 bins per patch (64 frequency
@@ -156,7 +157,7 @@ class ClearSepConfig(PreTrainedConfig):
         if self.query_encoder not in QUERY_ENCODERS:
             raise ValueError(f"query_encoder must be one of {QUERY_ENCODERS}, got {self.query_encoder!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
         if not self.channels:
             raise ValueError("channels must list at least one level")
         if len(self.encoder_blocks) != len(self.channels) or min(self.encoder_blocks) < 1:
