@@ -31,7 +31,7 @@ from clearsep_data.evaluation import evaluate
 from clearsep_data.filtering import Thresholds
 from clearsep_data.loop import DEFAULT_TRAINING, LoopConfig, run_loop
 from clearsep_data.modeling import ClearSepModel
-from clearsep_data.modeling.training import TrainingArguments, train
+from clearsep_data.training import TrainingArguments, train
 
 NO_FILTER = Thresholds(
     min_re_sdr=float("-inf"),

@@ -121,7 +121,7 @@ def run_round(config: LoopConfig, round_index: int) -> RoundResult:
 
 
 def train_round(config: LoopConfig, round_index: int, tracks: Path, model_dir: Path, init: str | None) -> None:
-    from clearsep_data.modeling.training import TrainingArguments, train
+    from clearsep_data.training import TrainingArguments, train
 
     corpus = Path(config.corpus)
     steps = config.round0_steps if round_index == 0 and config.round0_steps else config.train_steps

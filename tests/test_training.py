@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from clearsep_data.audio import encode_flac
-from clearsep_data.modeling.mixing import (
+from clearsep_data.training.mixing import (
     LabelRelations,
     MixingConfig,
     MixtureSampler,
@@ -250,7 +250,7 @@ TINY = dict(channels=[4, 8], query_dim=8, encoder_blocks=1, n_fft=256, hop_lengt
 
 
 def arguments(data, output: Path, **overrides):
-    from clearsep_data.modeling.training import TrainingArguments
+    from clearsep_data.training import TrainingArguments
 
     settings = dict(
         datasets=[data["dataset"]], output_dir=str(output), ontology=data["ontology"], model_config=TINY,
@@ -271,7 +271,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def test_training_lowers_the_loss_and_saves_a_model(data, tmp_path):
     from clearsep_data.modeling import ClearSepModel
-    from clearsep_data.modeling.training import train
+    from clearsep_data.training import train
 
     args = arguments(
         data, tmp_path / "run", steps=24, batch_size=4, lr=2e-2, natural_corpus=data["corpus"], eval_every=24, eval_mixtures=8
@@ -293,7 +293,7 @@ def test_training_lowers_the_loss_and_saves_a_model(data, tmp_path):
 
 
 def test_resume_from_checkpoint_continues_identically(data, tmp_path):
-    from clearsep_data.modeling.training import TrainingError, latest_checkpoint, train
+    from clearsep_data.training import TrainingError, latest_checkpoint, train
 
     args = arguments(data, tmp_path / "run", steps=4, grad_accum=2, save_every=2, eval_every=2, eval_mixtures=2)
     train(args)
@@ -315,7 +315,7 @@ def test_resume_from_checkpoint_continues_identically(data, tmp_path):
 
 
 def test_bf16_and_l1_run_after_fp32_runs_in_the_same_process(data, tmp_path):
-    from clearsep_data.modeling.training import train
+    from clearsep_data.training import train
 
     result = train(arguments(data, tmp_path / "bf16", steps=2, bf16=True, loss="l1", quality="sample"))
     assert np.isfinite(result.final_loss) and result.final_loss > 0  # L1 is positive, SNR losses are not
@@ -333,7 +333,7 @@ def test_extending_the_vocabulary_keeps_the_learned_queries():
     import torch
 
     from clearsep_data.modeling import ClearSepConfig, ClearSepModel
-    from clearsep_data.modeling.training import extend_vocabulary
+    from clearsep_data.training import extend_vocabulary
 
     model = ClearSepModel(ClearSepConfig.from_preset("small", label_mids=[SPEECH, BARK], id2label={0: "Speech", 1: "Bark"}, **TINY))
     extended = extend_vocabulary(model, {ENGINE: "Engine"}, source="test")

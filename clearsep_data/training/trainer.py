@@ -2,7 +2,7 @@
 
 ``train(TrainingArguments(...))`` runs the same code single-process, multi-process on CPU
 (``torchrun --nproc_per_node N`` or ``accelerate launch`` with ``ACCELERATE_USE_CPU=1``) and
-multi-GPU. Every process draws its own mixtures (:mod:`clearsep_data.modeling.mixing`, seeded by
+multi-GPU. Every process draws its own mixtures (:mod:`clearsep_data.training.mixing`, seeded by
 process index); gradients are averaged by DDP, so one optimisation step sees
 ``batch_size * grad_accum * num_processes`` mixtures.
 
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from clearsep_data.modeling.mixing import (
+from clearsep_data.training.mixing import (
     QUALITY_MODES,
     LabelRelations,
     MixingConfig,
