@@ -135,3 +135,16 @@ def decode_flac(payload: bytes) -> tuple[np.ndarray, int]:
     """Decode FLAC (or any libsndfile format) bytes to a mono float32 waveform and its rate."""
     waveform, rate = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
     return waveform.mean(axis=1), rate
+
+
+__all__ = [
+    "AudioError",
+    "AudioSource",
+    "audio_duration",
+    "decode_flac",
+    "describe",
+    "encode_flac",
+    "fit_length",
+    "load_audio",
+    "resample",
+]

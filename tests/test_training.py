@@ -14,16 +14,8 @@ import numpy as np
 import pytest
 
 from clearsep_data.audio import encode_flac
-from clearsep_data.training.mixing import (
-    LabelRelations,
-    MixingConfig,
-    MixtureSampler,
-    MixtureStream,
-    NaturalClips,
-    TrackCatalog,
-    load_track_dataset,
-    quality_weight,
-)
+from clearsep_data.training.catalog import LabelRelations, NaturalClips, TrackCatalog, load_track_dataset
+from clearsep_data.training.mixing import MixingConfig, MixtureSampler, MixtureStream, quality_weight
 from clearsep_data.ontology import Ontology
 
 RATE = 16000
