@@ -114,14 +114,16 @@ class ClearSepFeatureExtractor(SequenceFeatureExtractor):
         )
 
     def _prepare(self, waveform, rate: int, index: int) -> np.ndarray:
-        """A mono float32 waveform at the extractor's rate, or a ValueError saying what is wrong with input ``index``."""
+        """A mono float32 waveform at the extractor's rate, or a ValueError saying what is wrong with input #index."""
         array = (
             waveform.detach().float().cpu().numpy()
             if is_torch_tensor(waveform)
             else np.asarray(waveform, dtype=np.float32)
         )
         if array.ndim == 2 and array.shape[0] > array.shape[1]:
-            raise ValueError(f"audio #{index} has shape {array.shape}: expected (channels, samples); pass the transpose")
+            raise ValueError(
+                f"audio #{index} has shape {array.shape}: expected (channels, samples); pass the transpose"
+            )
         array = downmix(array)
         if array.ndim != 1 or array.size == 0:
             raise ValueError(

@@ -97,7 +97,7 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Ten
     "snr_sisnr": snr_sisnr_loss,
     "l1": l1_loss,
 }
-"""The training objectives by name (``ClearSepConfig.loss``), each mapping (estimate, target, mixture) to item losses."""
+"""The training objectives by name (``ClearSepConfig.loss``): (estimate, target, mixture) -> item losses."""
 
 
 def item_losses(
