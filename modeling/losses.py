@@ -98,10 +98,11 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Ten
     "l1": l1_loss,
 }
 """The training objectives by name (``ClearSepConfig.loss``): (estimate, target, mixture) -> item losses."""
+DEFAULT_LOSS = "snr_sisnr"
 
 
 def item_losses(
-    estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor, kind: str = "snr_sisnr"
+    estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor, kind: str = DEFAULT_LOSS
 ) -> torch.Tensor:
     """The loss of every (clip, query) item: ``(B, Q, T)`` estimates and targets, ``(B, T)`` mixtures -> ``(B, Q)``."""
     if estimate.shape != target.shape or estimate.ndim != 3:
@@ -123,7 +124,7 @@ def separation_loss(
     estimate: torch.Tensor,
     target: torch.Tensor,
     mixture: torch.Tensor,
-    kind: str = "snr_sisnr",
+    kind: str = DEFAULT_LOSS,
     weights: torch.Tensor | None = None,
     query_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -146,4 +147,4 @@ def separation_loss(
     return (losses * weights).sum() / weights.sum().clamp_min(EPS)
 
 
-__all__ = ["EPS", "LOSSES", "energy_db", "item_losses", "sdr", "separation_loss", "si_sdr"]
+__all__ = ["DEFAULT_LOSS", "EPS", "LOSSES", "energy_db", "item_losses", "sdr", "separation_loss", "si_sdr"]

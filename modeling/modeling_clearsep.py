@@ -444,7 +444,7 @@ class ClearSepModel(ClearSepPreTrainedModel):
             target_values (`torch.FloatTensor` of shape `(batch_size, num_queries, sequence_length)`, *optional*):
                 Reference waveforms; all-zero for queries absent from the mixture. Enables `loss`.
             target_weights (`torch.FloatTensor` of shape `(batch_size, num_queries)`, *optional*):
-                Per-item loss weights; 0 for padding queries.
+                Per-item loss weights (e.g. the quality weights of engine-made tracks); 0 for padding queries.
             return_dict (`bool`, *optional*):
                 Return a [`ClearSepOutput`] (default) or a tuple.
         """

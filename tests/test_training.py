@@ -340,6 +340,24 @@ def test_extending_the_vocabulary_keeps_the_learned_queries():
     torch.testing.assert_close(before, after)
 
 
+def test_the_objective_is_named_once(tmp_path):
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+
+    from clearsep_data.modeling import LOSSES, ClearSepConfig
+    from clearsep_data.training import TrainingArguments, TrainingError
+
+    assert set(LOSSES) == {"snr_sisnr", "l1"}
+    with pytest.raises(TrainingError, match="loss must be one of snr_sisnr, l1"):
+        TrainingArguments(datasets=["tracks"], output_dir=str(tmp_path), loss="l2").validate()
+    with pytest.raises(StrictDataclassClassValidationError, match="loss must be one of \\('snr_sisnr', 'l1'\\)"):
+        ClearSepConfig(loss="l2")
+    # The trainer's objective is the model's (config.loss): a second choice in model_config is refused.
+    conflicting = TrainingArguments(datasets=["tracks"], output_dir=str(tmp_path), model_config={"loss": "l1"})
+    with pytest.raises(TrainingError, match="set the objective with loss"):
+        conflicting.validate()
+    TrainingArguments(datasets=["tracks"], output_dir=str(tmp_path), loss="l1", model_config={"loss": "l1"}).validate()
+
+
 def test_cli_reports_bad_input_clearly(tmp_path):
     from typer.testing import CliRunner
 

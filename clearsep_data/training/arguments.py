@@ -9,9 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clearsep_data.modeling.losses import DEFAULT_LOSS, LOSSES
 from clearsep_data.training.mixing import QUALITY_MODES, MixingConfig, seconds_to_samples
-
-LOSS_KINDS = ("snr_sisnr", "l1")
 
 #: Fields that do not change the training trajectory: they may differ when a run is resumed.
 FREE_ON_RESUME = frozenset(
@@ -55,7 +54,7 @@ class TrainingArguments:
     bf16: bool = False
     seed: int = 0
     deterministic: bool = False
-    loss: str = "snr_sisnr"
+    loss: str = DEFAULT_LOSS
     queries_per_mixture: int = 2
     min_interferers: int = 1
     max_interferers: int = 3
@@ -96,7 +95,8 @@ class TrainingArguments:
             (self.grad_accum >= 1, "grad_accum must be >= 1"),
             (self.segment_seconds > 0, "segment_seconds must be positive"),
             (self.lr > 0, "lr must be positive"),
-            (self.loss in LOSS_KINDS, f"loss must be one of {', '.join(LOSS_KINDS)}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (self.model_config.get("loss", self.loss) == self.loss, "model_config: set the objective with loss (--loss)"),
             (self.quality in QUALITY_MODES, f"quality must be one of {', '.join(QUALITY_MODES)}"),
             (0 <= self.silence_rate <= 1, "silence_rate must lie in [0, 1]"),
             (0 <= self.natural_rate <= 1, "natural_rate must lie in [0, 1]"),

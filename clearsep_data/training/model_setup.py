@@ -18,7 +18,7 @@ def build_model(args: TrainingArguments, label_names: dict[str, str], ontology):
         new = {mid: name for mid, name in label_names.items() if mid not in model.config.label_mids}
         if new:
             model = extend_vocabulary(model, new, source=args.init)
-        model.config.loss = args.loss  # the saved config names the objective it was (last) trained with
+        model.config.loss = args.loss  # this run's objective: the model's forward computes it, the config saves it
         return model
     if args.vocabulary is not None:
         mids, names = _read_vocabulary(args.vocabulary, ontology)

@@ -229,8 +229,6 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
     from accelerate.utils import set_seed
     from transformers import get_cosine_schedule_with_warmup
 
-    from clearsep_data.modeling.losses import separation_loss
-
     set_seed(args.seed, deterministic=args.deterministic)
     try:
         sources = [load_track_dataset(name) for name in args.datasets]
@@ -279,11 +277,7 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
                     _log_sample(_samples_path(args, accelerator), step, (step - 1) * args.grad_accum + micro, batch)
                 inputs = {name: batch[name].to(accelerator.device) for name in MODEL_INPUTS}
                 with accelerator.accumulate(model):
-                    output = model(input_values=inputs["input_values"], query_ids=inputs["query_ids"])
-                    loss = separation_loss(
-                        output.separated_values.float(), inputs["target_values"], inputs["input_values"],
-                        kind=args.loss, weights=inputs["target_weights"],
-                    )
+                    loss = model(**inputs).loss  # model.config.loss (= args.loss), weighted by target_weights
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
