@@ -152,11 +152,11 @@ def evaluate_round(config: LoopConfig, model_dir: Path, output: Path) -> dict | 
     """Held-out SI-SDRi of the round's model, or ``None`` when the corpus has no references."""
     if output.exists():
         return json.loads(output.read_text())
-    from clearsep_data.evaluation import BenchmarkError, evaluate
+    from clearsep_data.evaluation import BenchmarkError, evaluate_on_benchmark
     from clearsep_data.modeling import ClearSepModel
 
     try:
-        result = evaluate(ClearSepModel.from_pretrained(model_dir).eval(), config.corpus, split=config.eval_split)
+        result = evaluate_on_benchmark(ClearSepModel.from_pretrained(model_dir).eval(), config.corpus, split=config.eval_split)
     except BenchmarkError:
         return None
     result.save(output)

@@ -14,14 +14,14 @@
 from clearsep_data.training.arguments import TrainingArguments, TrainingError
 from clearsep_data.training.checkpoints import latest_checkpoint
 from clearsep_data.training.model_setup import build_model, extend_vocabulary
-from clearsep_data.training.trainer import TrainResult, evaluate, train
+from clearsep_data.training.trainer import TrainResult, evaluate_on_mixtures, train
 
 __all__ = [
     "TrainResult",
     "TrainingArguments",
     "TrainingError",
     "build_model",
-    "evaluate",
+    "evaluate_on_mixtures",
     "extend_vocabulary",
     "latest_checkpoint",
     "train",

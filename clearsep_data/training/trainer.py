@@ -110,7 +110,7 @@ def _warmup_steps(args: TrainingArguments) -> int:
 
 
 @torch.no_grad()
-def evaluate(model, sampler: MixtureSampler, num_mixtures: int, accelerator) -> dict:
+def evaluate_on_mixtures(model, sampler: MixtureSampler, num_mixtures: int, accelerator) -> dict:
     """SI-SDR and SDR improvements (dB) of ``model`` on the sampler's first ``num_mixtures`` mixtures.
 
     The fixed batches are spread over the processes and the sums reduced, so every process gets
@@ -260,7 +260,9 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
         task = progress.add_task("train", total=args.steps, completed=start_step, loss="-", rate="-")
 
         def run_evaluation(step: int) -> dict:
-            metrics = evaluate(accelerator.unwrap_model(model), data.eval_sampler, args.eval_mixtures, accelerator)
+            metrics = evaluate_on_mixtures(
+                accelerator.unwrap_model(model), data.eval_sampler, args.eval_mixtures, accelerator
+            )
             _log_metrics(accelerator, metrics_path, {"step": step, **metrics})
             if accelerator.is_main_process and args.progress:
                 progress.console.print(f"step {step}: eval SI-SDRi {metrics['eval_si_sdri']:.2f} dB")
@@ -407,4 +409,4 @@ def _progress(enabled: bool):
     )
 
 
-__all__ = ["TrainResult", "evaluate", "train"]
+__all__ = ["TrainResult", "evaluate_on_mixtures", "train"]
