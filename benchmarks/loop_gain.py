@@ -27,11 +27,11 @@ from tempfile import mkdtemp
 
 from clearsep_data.demo_corpus import SINGLE_EVENT_FRACTION, generate_demo_corpus
 from clearsep_data.engine import BuildConfig, build
-from clearsep_data.evaluation import evaluate
+from clearsep_data.evaluation import evaluate_on_benchmark
 from clearsep_data.filtering import Thresholds
 from clearsep_data.loop import DEFAULT_TRAINING, LoopConfig, run_loop
 from clearsep_data.modeling import ClearSepModel
-from clearsep_data.modeling.training import TrainingArguments, train
+from clearsep_data.training import TrainingArguments, train
 
 NO_FILTER = Thresholds(
     min_re_sdr=float("-inf"),
@@ -47,7 +47,7 @@ def scores(model_dir: Path, corpus: Path) -> dict:
     cache = model_dir / "loop_gain_scores.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    result = evaluate(ClearSepModel.from_pretrained(model_dir).eval(), corpus, progress=None).to_json()
+    result = evaluate_on_benchmark(ClearSepModel.from_pretrained(model_dir).eval(), corpus, progress=None).to_json()
     summary = {
         "si_sdri": result["metrics"]["si_sdri"],
         "sdri": result["metrics"]["sdri"],

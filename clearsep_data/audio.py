@@ -1,8 +1,10 @@
-"""Audio decoding, resampling and encoding shared by the corpus readers, the model and the writer.
+"""Audio decoding, resampling and encoding shared by the corpus readers, the trainer and the writer.
 
 Decoding goes through torchcodec (FFmpeg), which reads every container AudioSet mirrors use
 (wav, flac, ogg, mp3, ...), downmixes and resamples in one pass. In-memory arrays are
-resampled with soxr. Tracks are stored as FLAC bytes so that parquet shards are self-contained.
+resampled with soxr by :func:`resample`, which (with :func:`fit_length`) belongs to the model's
+feature extractor (``clearsep_data.modeling.feature_extraction_clearsep``) and is re-exported here.
+Tracks are stored as FLAC bytes so that parquet shards are self-contained.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from typing import Union
 
 import numpy as np
 import soundfile as sf
-import soxr
 
 from clearsep_data.errors import ClearSepError
 
@@ -73,6 +74,8 @@ def load_audio(
             raise AudioError(
                 name, f"audio is shorter than its segment ({have:.2f} s decoded, {wanted / sampling_rate:.2f} s expected)"
             )
+        from clearsep_data.modeling.feature_extraction_clearsep import fit_length
+
         waveform = fit_length(waveform, wanted)
     if waveform.size == 0:
         raise AudioError(name, "no audio samples decoded")
@@ -123,23 +126,6 @@ def _decoding(name: str):
         raise AudioError(name, f"cannot decode audio ({detail.strip()[:160]})") from None
 
 
-def fit_length(waveform: np.ndarray, length: int) -> np.ndarray:
-    """Trim or zero-pad the last axis of ``waveform`` to ``length`` samples."""
-    if waveform.shape[-1] >= length:
-        return waveform[..., :length]
-    pad = [(0, 0)] * (waveform.ndim - 1) + [(0, length - waveform.shape[-1])]
-    return np.pad(waveform, pad)
-
-
-def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Resample along the last axis with soxr (high quality); a no-op when the rates match."""
-    if orig_rate == target_rate:
-        return waveform
-    flat = waveform.reshape(-1, waveform.shape[-1]).T  # soxr wants (time, channels)
-    out = soxr.resample(np.ascontiguousarray(flat, dtype=np.float32), orig_rate, target_rate, quality="HQ")
-    return out.T.reshape(*waveform.shape[:-1], -1)
-
-
 def encode_flac(waveform: np.ndarray, sampling_rate: int) -> bytes:
     """Encode a mono float waveform as 16-bit FLAC bytes (clipped to [-1, 1])."""
     buffer = io.BytesIO()
@@ -151,3 +137,26 @@ def decode_flac(payload: bytes) -> tuple[np.ndarray, int]:
     """Decode FLAC (or any libsndfile format) bytes to a mono float32 waveform and its rate."""
     waveform, rate = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
     return waveform.mean(axis=1), rate
+
+
+def __getattr__(name: str):
+    """``fit_length`` and ``resample`` are the model's (its feature extractor's), loaded on first use: importing the
+    model package loads transformers, which the corpus readers and ``clearsep-data stats`` do not need."""
+    if name in ("fit_length", "resample"):
+        from clearsep_data.modeling import feature_extraction_clearsep
+
+        return getattr(feature_extraction_clearsep, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "AudioError",
+    "AudioSource",
+    "audio_duration",
+    "decode_flac",
+    "describe",
+    "encode_flac",
+    "fit_length",
+    "load_audio",
+    "resample",
+]

@@ -365,7 +365,7 @@ def _groups(entries: Sequence[Clip | Skip], size: int) -> Iterator[Sequence[Clip
         yield entries[start : start + size]
 
 
-def evaluate(
+def evaluate_on_benchmark(
     model: ClearSepModel,
     benchmark: str | os.PathLike | Benchmark,
     *,

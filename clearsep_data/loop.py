@@ -122,7 +122,7 @@ def run_round(config: LoopConfig, round_index: int) -> RoundResult:
 
 
 def train_round(config: LoopConfig, round_index: int, tracks: Path, model_dir: Path, init: str | None) -> None:
-    from clearsep_data.modeling.training import TrainingArguments, train
+    from clearsep_data.training import TrainingArguments, train
 
     corpus = Path(config.corpus)
     steps = config.round0_steps if round_index == 0 and config.round0_steps else config.train_steps
@@ -153,11 +153,11 @@ def evaluate_round(config: LoopConfig, model_dir: Path, output: Path) -> dict | 
     """Held-out SI-SDRi of the round's model, or ``None`` when the corpus has no references."""
     if output.exists():
         return json.loads(output.read_text())
-    from clearsep_data.evaluation import BenchmarkError, evaluate
+    from clearsep_data.evaluation import BenchmarkError, evaluate_on_benchmark
     from clearsep_data.modeling import ClearSepModel
 
     try:
-        result = evaluate(ClearSepModel.from_pretrained(model_dir).eval(), config.corpus, split=config.eval_split)
+        result = evaluate_on_benchmark(ClearSepModel.from_pretrained(model_dir).eval(), config.corpus, split=config.eval_split)
     except BenchmarkError:
         return None
     result.save(output)

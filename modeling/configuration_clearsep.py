@@ -8,8 +8,9 @@ from huggingface_hub.dataclasses import strict
 from transformers import ClapTextConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from clearsep_data.modeling.losses import DEFAULT_LOSS, LOSSES
+
 QUERY_ENCODERS = ("embedding", "clap_text")
-LOSSES = ("snr_sisnr", "l1")
 
 PRESETS: dict[str, dict] = {
     # Trains on two CPU cores in minutes: 16 kHz, 64 ms windows every 20 ms, 8 bins per patch (64 frequency
@@ -90,8 +91,8 @@ class ClearSepConfig(PreTrainedConfig):
         clap_text_config (`dict` or [`ClapTextConfig`], *optional*):
             The text tower of `query_encoder="clap_text"` (keyword arguments of [`ClapTextConfig`]).
         loss (`str`, *optional*, defaults to `"snr_sisnr"`):
-            Training objective: `"snr_sisnr"` (`-0.9 SNR - 0.1 SI-SNR`, as the paper's released code) or `"l1"`
-            (waveform L1, as AudioSep).
+            Training objective, the loss `forward` returns with `target_values` (a name of `losses.LOSSES`):
+            `"snr_sisnr"` (`-0.9 SNR - 0.1 SI-SNR`, as the paper's released code) or `"l1"` (waveform L1, as AudioSep).
         leaky_relu_slope (`float`, *optional*, defaults to 0.01):
             Negative slope of the activations (AudioSep's ResUNet uses 0.01).
         initializer_range (`float`, *optional*, defaults to 0.02):
@@ -122,7 +123,7 @@ class ClearSepConfig(PreTrainedConfig):
     query_encoder: str = "embedding"
     query_dim: int = 64
     clap_text_config: dict | PreTrainedConfig | None = None
-    loss: str = "snr_sisnr"
+    loss: str = DEFAULT_LOSS
     leaky_relu_slope: float = 0.01
     initializer_range: float = 0.02
 
@@ -156,7 +157,7 @@ class ClearSepConfig(PreTrainedConfig):
         if self.query_encoder not in QUERY_ENCODERS:
             raise ValueError(f"query_encoder must be one of {QUERY_ENCODERS}, got {self.query_encoder!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
         if not self.channels:
             raise ValueError("channels must list at least one level")
         if len(self.encoder_blocks) != len(self.channels) or min(self.encoder_blocks) < 1:

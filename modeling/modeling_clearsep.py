@@ -44,8 +44,8 @@ from transformers import ClapTextModelWithProjection, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from clearsep_data.audio import fit_length, resample
 from clearsep_data.modeling.configuration_clearsep import ClearSepConfig
+from clearsep_data.modeling.feature_extraction_clearsep import ClearSepFeatureExtractor, fit_length, resample
 from clearsep_data.modeling.loading import check_loading_info, check_model_folder, is_hub_id
 from clearsep_data.modeling.losses import separation_loss
 
@@ -444,7 +444,7 @@ class ClearSepModel(ClearSepPreTrainedModel):
             target_values (`torch.FloatTensor` of shape `(batch_size, num_queries, sequence_length)`, *optional*):
                 Reference waveforms; all-zero for queries absent from the mixture. Enables `loss`.
             target_weights (`torch.FloatTensor` of shape `(batch_size, num_queries)`, *optional*):
-                Per-item loss weights; 0 for padding queries.
+                Per-item loss weights (e.g. the quality weights of engine-made tracks); 0 for padding queries.
             return_dict (`bool`, *optional*):
                 Return a [`ClearSepOutput`] (default) or a tuple.
         """
@@ -556,7 +556,8 @@ class ClearSepModel(ClearSepPreTrainedModel):
         if len(query_lists) != len(waveforms):
             raise ValueError(f"got {len(waveforms)} waveforms but {len(query_lists)} query lists")
         rate = sampling_rate or self.config.sampling_rate
-        inputs = [self._prepare_waveform(waveform, rate, index) for index, waveform in enumerate(waveforms)]
+        extractor = ClearSepFeatureExtractor(sampling_rate=self.config.sampling_rate)
+        inputs = extractor(waveforms, sampling_rate=rate)["input_values"]  # mono float32 at the model's rate
         ids = [self.query_ids(query_list) for query_list in query_lists]
         was_training = self.training
         self.eval()
@@ -569,27 +570,6 @@ class ClearSepModel(ClearSepPreTrainedModel):
             for output, waveform in zip(outputs, waveforms, strict=True)
         ]
         return results[0] if single else results
-
-    def _prepare_waveform(self, waveform, rate: int, index: int) -> np.ndarray:
-        """A mono float32 waveform at the model's rate, or a ValueError saying what is wrong with input ``index``."""
-        array = (
-            waveform.detach().float().cpu().numpy()
-            if torch.is_tensor(waveform)
-            else np.asarray(waveform, dtype=np.float32)
-        )
-        if array.ndim == 2:
-            if array.shape[0] > array.shape[1]:
-                raise ValueError(
-                    f"audio #{index} has shape {array.shape}: expected (channels, samples); pass the transpose"
-                )
-            array = array.mean(axis=0)
-        if array.ndim != 1 or array.size == 0:
-            raise ValueError(
-                f"audio #{index} must be a non-empty (samples,) or (channels, samples) array, got shape {array.shape}"
-            )
-        if not np.isfinite(array).all():
-            raise ValueError(f"audio #{index} contains NaN or infinite samples")
-        return np.ascontiguousarray(resample(array, rate, self.config.sampling_rate), dtype=np.float32)
 
     def _separate_chunks(
         self,

@@ -16,11 +16,14 @@ from clearsep_data.hub.upload import HubUnreachableError
 from clearsep_data.modeling import ClearSepLoadError
 from clearsep_data.ontology import OntologyError
 from clearsep_data.stats import StatsError
+from clearsep_data.training import TrainingError
+from clearsep_data.training.catalog import TrackDataError
 
 
 @pytest.mark.parametrize(
     "error",
-    [AudioError, BuildError, CorpusError, BenchmarkError, ThresholdsError, StagingError, HubUnreachableError, OntologyError, StatsError],
+    [AudioError, BuildError, CorpusError, BenchmarkError, ThresholdsError, StagingError, HubUnreachableError, OntologyError, StatsError,
+     TrainingError, TrackDataError],
 )
 def test_errors_share_the_clearsep_base(error):
     assert issubclass(error, ClearSepError) and issubclass(error, USER_ERRORS)

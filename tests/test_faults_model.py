@@ -192,7 +192,7 @@ PICKLE_SUFFIXES = (".pkl", ".bin", ".pt", ".pth")
 
 
 def test_checkpoints_hold_no_pickle_and_resume_exactly_without_unpickling(track_dataset, tmp_path):
-    from clearsep_data.modeling.training import TrainingArguments, TrainingError, train
+    from clearsep_data.training import TrainingArguments, TrainingError, train
 
     args = TrainingArguments(
         datasets=[str(track_dataset)], output_dir=str(tmp_path / "run"), batch_size=2, segment_seconds=0.25,

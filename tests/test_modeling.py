@@ -242,6 +242,25 @@ def test_separate_any_rate_stereo_and_tensor_input():
         model.separate(np.full(100, np.nan, dtype=np.float32), ["Speech"])
 
 
+def test_feature_extractor_downmixes_resamples_and_pads():
+    from clearsep_data.modeling import ClearSepFeatureExtractor
+    from clearsep_data.modeling.feature_extraction_clearsep import resample
+
+    extractor = ClearSepFeatureExtractor(sampling_rate=RATE)
+    stereo, mono = waveform(1.3, rate=44100, channels=2), waveform(0.5)
+    values = extractor([stereo, torch.from_numpy(mono)], sampling_rate=44100)["input_values"]
+    assert [value.dtype for value in values] == [np.float32, np.float32] and all(v.flags.c_contiguous for v in values)
+    np.testing.assert_array_equal(values[0], resample(stereo.mean(axis=0), 44100, RATE))
+    assert values[1].shape == (round(mono.shape[0] * RATE / 44100),)
+    assert extractor(mono)["input_values"][0].shape == mono.shape  # one waveform: a batch of one, at its rate
+    padded = extractor([mono, mono[:100]], return_tensors="pt")["input_values"]
+    assert padded.shape == (2, mono.shape[0]) and torch.equal(padded[1, 100:], torch.zeros(mono.shape[0] - 100))
+    with pytest.raises(ValueError, match="audio #1 has shape"):
+        extractor([mono, stereo.T])
+    with pytest.raises(ValueError, match="audio #0 must be a non-empty"):
+        extractor(np.zeros(0, np.float32))
+
+
 def test_bf16_autocast_and_bf16_weights_run_close_to_float32():
     model = tiny_model()
     audio = waveform(2.0)

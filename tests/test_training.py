@@ -14,16 +14,8 @@ import numpy as np
 import pytest
 
 from clearsep_data.audio import encode_flac
-from clearsep_data.modeling.mixing import (
-    LabelRelations,
-    MixingConfig,
-    MixtureSampler,
-    MixtureStream,
-    NaturalClips,
-    TrackCatalog,
-    load_track_dataset,
-    quality_weight,
-)
+from clearsep_data.training.catalog import LabelRelations, NaturalClips, TrackCatalog, load_track_dataset
+from clearsep_data.training.mixing import MixingConfig, MixtureSampler, MixtureStream, quality_weight
 from clearsep_data.ontology import Ontology
 
 RATE = 16000
@@ -250,7 +242,7 @@ TINY = dict(channels=[4, 8], query_dim=8, encoder_blocks=1, n_fft=256, hop_lengt
 
 
 def arguments(data, output: Path, **overrides):
-    from clearsep_data.modeling.training import TrainingArguments
+    from clearsep_data.training import TrainingArguments
 
     settings = dict(
         datasets=[data["dataset"]], output_dir=str(output), ontology=data["ontology"], model_config=TINY,
@@ -271,7 +263,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def test_training_lowers_the_loss_and_saves_a_model(data, tmp_path):
     from clearsep_data.modeling import ClearSepModel
-    from clearsep_data.modeling.training import train
+    from clearsep_data.training import train
 
     args = arguments(
         data, tmp_path / "run", steps=24, batch_size=4, lr=2e-2, natural_corpus=data["corpus"], eval_every=24, eval_mixtures=8
@@ -293,7 +285,7 @@ def test_training_lowers_the_loss_and_saves_a_model(data, tmp_path):
 
 
 def test_resume_from_checkpoint_continues_identically(data, tmp_path):
-    from clearsep_data.modeling.training import TrainingError, latest_checkpoint, train
+    from clearsep_data.training import TrainingError, latest_checkpoint, train
 
     args = arguments(data, tmp_path / "run", steps=4, grad_accum=2, save_every=2, eval_every=2, eval_mixtures=2)
     train(args)
@@ -315,7 +307,7 @@ def test_resume_from_checkpoint_continues_identically(data, tmp_path):
 
 
 def test_bf16_and_l1_run_after_fp32_runs_in_the_same_process(data, tmp_path):
-    from clearsep_data.modeling.training import train
+    from clearsep_data.training import train
 
     result = train(arguments(data, tmp_path / "bf16", steps=2, bf16=True, loss="l1", quality="sample"))
     assert np.isfinite(result.final_loss) and result.final_loss > 0  # L1 is positive, SNR losses are not
@@ -333,7 +325,7 @@ def test_extending_the_vocabulary_keeps_the_learned_queries():
     import torch
 
     from clearsep_data.modeling import ClearSepConfig, ClearSepModel
-    from clearsep_data.modeling.training import extend_vocabulary
+    from clearsep_data.training import extend_vocabulary
 
     model = ClearSepModel(ClearSepConfig.from_preset("small", label_mids=[SPEECH, BARK], id2label={0: "Speech", 1: "Bark"}, **TINY))
     extended = extend_vocabulary(model, {ENGINE: "Engine"}, source="test")
@@ -346,6 +338,24 @@ def test_extending_the_vocabulary_keeps_the_learned_queries():
         before = model.eval()(mixture, torch.tensor([[0, 1]])).separated_values
         after = extended.eval()(mixture, torch.tensor([[0, 1]])).separated_values
     torch.testing.assert_close(before, after)
+
+
+def test_the_objective_is_named_once(tmp_path):
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+
+    from clearsep_data.modeling import LOSSES, ClearSepConfig
+    from clearsep_data.training import TrainingArguments, TrainingError
+
+    assert set(LOSSES) == {"snr_sisnr", "l1"}
+    with pytest.raises(TrainingError, match="loss must be one of snr_sisnr, l1"):
+        TrainingArguments(datasets=["tracks"], output_dir=str(tmp_path), loss="l2").validate()
+    with pytest.raises(StrictDataclassClassValidationError, match="loss must be one of \\('snr_sisnr', 'l1'\\)"):
+        ClearSepConfig(loss="l2")
+    # The trainer's objective is the model's (config.loss): a second choice in model_config is refused.
+    conflicting = TrainingArguments(datasets=["tracks"], output_dir=str(tmp_path), model_config={"loss": "l1"})
+    with pytest.raises(TrainingError, match="set the objective with loss"):
+        conflicting.validate()
+    TrainingArguments(datasets=["tracks"], output_dir=str(tmp_path), loss="l1", model_config={"loss": "l1"}).validate()
 
 
 def test_cli_reports_bad_input_clearly(tmp_path):

@@ -28,7 +28,7 @@ app.command("demo-corpus")(demo_corpus.demo_corpus)
 app.command("build")(build.build)
 app.command("train")(train.train)
 app.command("iterate")(iterate.iterate)
-app.command("evaluate")(evaluate.evaluate)
+app.command("evaluate")(evaluate.evaluate_command)
 app.command("stats")(stats.stats)
 app.add_typer(push.app, name="push")
 

@@ -12,7 +12,7 @@ from clearsep_data.cli.errors import USER_ERRORS, fail
 EVAL_FILENAME = "eval.json"
 
 
-def evaluate(
+def evaluate_command(
     model: Annotated[str, typer.Argument(help="ClearSepModel folder or Hub id.")],
     benchmark: Annotated[Path, typer.Argument(help="AudioSet-style folder with references/manifest.csv (e.g. a demo corpus).")],
     split: Annotated[str, typer.Option(help="Segments file to evaluate: `eval` reads eval_segments.csv.")] = "eval",
@@ -35,7 +35,7 @@ def evaluate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from clearsep_data.evaluation import Benchmark, evaluate as run_evaluation
+    from clearsep_data.evaluation import Benchmark, evaluate_on_benchmark
     from clearsep_data.modeling import ClearSepModel
 
     console = Console(stderr=True)
@@ -58,7 +58,7 @@ def evaluate(
     task = bar.add_task("clips", total=None)
     try:
         with bar:
-            result = run_evaluation(
+            result = evaluate_on_benchmark(
                 separator,
                 opened,
                 batch_size=batch_size,

@@ -80,7 +80,7 @@ def train(
     check_launch()
     from rich.console import Console
 
-    from clearsep_data.modeling.training import TrainingArguments, TrainingError, train as run_train
+    from clearsep_data.training import TrainingArguments, train as run_train
 
     console = Console(stderr=True)
     try:

@@ -1,0 +1,88 @@
+"""The model a training run starts from: a new one over the data's vocabulary, or a pretrained one (``--init``)
+extended to the labels of the data."""
+
+from __future__ import annotations
+
+from clearsep_data.training.arguments import TrainingArguments, TrainingError
+
+
+def build_model(args: TrainingArguments, label_names: dict[str, str], ontology):
+    """A new model for ``args.preset`` or the ``args.init`` model, its vocabulary covering ``label_names``."""
+    from clearsep_data.modeling import ClearSepConfig, ClearSepLoadError, ClearSepModel
+
+    if args.init is not None:
+        try:
+            model = ClearSepModel.from_pretrained(args.init)
+        except (ClearSepLoadError, OSError) as error:
+            raise TrainingError(f"--init {args.init}: cannot load a ClearSepModel ({str(error).splitlines()[0]})") from None
+        new = {mid: name for mid, name in label_names.items() if mid not in model.config.label_mids}
+        if new:
+            model = extend_vocabulary(model, new, source=args.init)
+        model.config.loss = args.loss  # this run's objective: the model's forward computes it, the config saves it
+        return model
+    if args.vocabulary is not None:
+        mids, names = _read_vocabulary(args.vocabulary, ontology)
+        missing = sorted(set(label_names) - set(mids))
+        if missing:
+            raise TrainingError(f"{args.vocabulary}: track label(s) missing from the vocabulary: {', '.join(missing)}")
+    else:
+        mids = sorted(label_names)
+        names = [label_names[mid] for mid in mids]
+    overrides = {"loss": args.loss, **args.model_config}
+    try:
+        config = ClearSepConfig.from_preset(args.preset, label_mids=mids, id2label=dict(enumerate(names)), **overrides)
+    except (TypeError, ValueError) as error:
+        raise TrainingError(f"model configuration: {error}") from None
+    return ClearSepModel(config)
+
+
+def extend_vocabulary(model, labels: dict[str, str], source: str):
+    """A copy of ``model`` whose vocabulary has ``labels`` (``{mid: name}``) appended.
+
+    Every parameter and buffer is carried over; those with one row per label (the query embedding
+    table) keep their old rows and get freshly initialised new ones.
+    """
+    from clearsep_data.modeling import ClearSepConfig, ClearSepModel
+
+    if model.config.query_encoder != "embedding":
+        raise TrainingError(
+            f"--init {source}: the data holds labels outside the model's vocabulary ({', '.join(sorted(labels))}); "
+            f"a {model.config.query_encoder!r} query encoder cannot be extended here, train with the model's labels"
+        )
+    old_size = model.config.num_labels
+    config = ClearSepConfig.from_dict(
+        {
+            **model.config.to_dict(),
+            "label_mids": [*model.config.label_mids, *labels],
+            "id2label": {**model.config.id2label, **{old_size + i: name for i, name in enumerate(labels.values())}},
+            "label2id": None,
+        }
+    )
+    extended = ClearSepModel(config)
+    state = extended.state_dict()
+    for name, value in model.state_dict().items():
+        if state[name].shape == value.shape:
+            state[name] = value
+        elif state[name].shape[1:] == value.shape[1:] and value.shape[0] == old_size:
+            state[name][:old_size] = value
+        else:
+            raise TrainingError(f"--init {source}: cannot extend {name} {tuple(value.shape)} to the new vocabulary")
+    extended.load_state_dict(state)
+    return extended
+
+
+
+def _read_vocabulary(path: str, ontology) -> tuple[list[str], list[str]]:
+    from clearsep_data.corpus import CorpusError, read_class_labels
+
+    if ontology is None:
+        raise TrainingError(f"--vocabulary {path} needs an ontology (--ontology ontology.json or --natural-corpus)")
+    try:
+        mids = read_class_labels(path, ontology)
+    except CorpusError as error:
+        raise TrainingError(str(error)) from None
+    return mids, [ontology.name(mid) for mid in mids]
+
+
+
+__all__ = ["build_model", "extend_vocabulary"]

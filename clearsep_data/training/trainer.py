@@ -1,0 +1,412 @@
+"""Training a :class:`ClearSepModel` on ClearSep track datasets with 🤗 Accelerate.
+
+``train(TrainingArguments(...))`` runs the same code single-process, multi-process on CPU
+(``torchrun --nproc_per_node N`` or ``accelerate launch`` with ``ACCELERATE_USE_CPU=1``) and
+multi-GPU. Every process draws its own mixtures (:mod:`clearsep_data.training.mixing`, seeded by
+process index); gradients are averaged by DDP, so one optimisation step sees
+``batch_size * grad_accum * num_processes`` mixtures.
+
+Output folder::
+
+    DIR/config.json, DIR/model.safetensors   the final model (``save_pretrained``)
+    DIR/training_args.json                   the arguments plus provenance (versions, vocabulary, data)
+    DIR/metrics.jsonl                        one JSON line per logged step / evaluation
+    DIR/checkpoints/checkpoint-{step}/       model, optimizer, scheduler, RNG states + trainer_state.json
+    DIR/samples/process-{i}.jsonl            with ``log_samples``: the tracks behind every query
+
+A checkpoint holds the model, optimizer, scheduler and RNG states (tensors as safetensors, the
+rest as JSON: nothing is unpickled on resume) and the step (``trainer_state.json``); mixtures are
+a pure function of ``(seed, process, micro-batch)``, so resuming reproduces an uninterrupted run
+exactly (on CPU; on GPU up to cuDNN's non-determinism unless ``deterministic=True``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clearsep_data.training.arguments import TrainingArguments, TrainingError
+from clearsep_data.training.catalog import (
+    LabelRelations,
+    NaturalClips,
+    TrackCatalog,
+    TrackDataError,
+    labels_in,
+    load_track_dataset,
+)
+from clearsep_data.training.checkpoints import (
+    ARGS_FILE,
+    TRAINER_STATE,
+    Checkpointed,
+    check_resumable,
+    latest_checkpoint,
+    save_checkpoint,
+    truncate_jsonl,
+    write_json,
+)
+from clearsep_data.training.mixing import MixingConfig, MixtureSampler, MixtureStream
+from clearsep_data.training.model_setup import build_model
+
+MODEL_INPUTS = ("input_values", "query_ids", "target_values", "target_weights")
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    output_dir: str
+    steps: int
+    resumed_from: int
+    """Step of the checkpoint the run resumed from (0: a fresh run)."""
+    final_loss: float | None
+    """Mean training loss over the last logging window."""
+    eval: dict | None
+    """Metrics of the last evaluation (``eval_si_sdri`` in dB, ...)."""
+    samples_per_second: float
+    """Training mixtures per second, all processes together, in this session."""
+    metrics_path: str
+
+
+# --------------------------------------------------------------------------------------------
+# Set-up
+# --------------------------------------------------------------------------------------------
+
+
+def _open_natural_corpus(args: TrainingArguments):
+    from clearsep_data.corpus import CorpusError, open_corpus
+
+    try:
+        return open_corpus(args.natural_corpus, segments=args.natural_segments, ontology=args.ontology)
+    except (CorpusError, OSError) as error:
+        raise TrainingError(f"--natural-corpus {args.natural_corpus}: {error}") from None
+
+
+def _load_ontology(args: TrainingArguments, corpus):
+    from clearsep_data.ontology import Ontology, OntologyError
+
+    if args.ontology is not None:
+        try:
+            return Ontology.from_json(args.ontology)
+        except OntologyError as error:
+            raise TrainingError(str(error)) from None
+    return corpus.ontology if corpus is not None else None
+
+
+def _warmup_steps(args: TrainingArguments) -> int:
+    return args.warmup_steps if args.warmup_steps is not None else min(1000, args.steps // 20)
+
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate_on_mixtures(model, sampler: MixtureSampler, num_mixtures: int, accelerator) -> dict:
+    """SI-SDR and SDR improvements (dB) of ``model`` on the sampler's first ``num_mixtures`` mixtures.
+
+    The fixed batches are spread over the processes and the sums reduced, so every process gets
+    the same numbers.
+    """
+    from clearsep_data.metrics import sdr, si_sdr
+
+    num_batches = math.ceil(num_mixtures / sampler.config.batch_size)
+    totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+    was_training = model.training
+    model.eval()
+    for index in range(accelerator.process_index, num_batches, accelerator.num_processes):
+        batch = sampler.batch(index)
+        mixture = torch.from_numpy(batch["input_values"]).to(accelerator.device)
+        target = torch.from_numpy(batch["target_values"]).to(accelerator.device)
+        with accelerator.autocast():
+            output = model(input_values=mixture, query_ids=torch.from_numpy(batch["query_ids"]).to(accelerator.device))
+        estimate = output.separated_values.float()
+        reference = mixture[:, None, :].expand_as(target)
+        totals[0] += (si_sdr(target, estimate) - si_sdr(target, reference)).sum().double()
+        totals[1] += (sdr(target, estimate) - sdr(target, reference)).sum().double()
+        totals[2] += target.shape[0] * target.shape[1]
+    model.train(was_training)
+    totals = accelerator.reduce(totals, reduction="sum")
+    count = max(float(totals[2]), 1.0)
+    return {"eval_si_sdri": float(totals[0]) / count, "eval_sdri": float(totals[1]) / count, "eval_queries": int(totals[2])}
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+def train(args: TrainingArguments) -> TrainResult:
+    """Train (or continue training) a ClearSepModel; see the module docstring for the outputs.
+
+    May be called repeatedly in one process (the ClearSep loop does): Accelerate's per-run state
+    (mixed precision, gradient accumulation) is reset on return; the process group is kept.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    args.validate()
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=args.grad_accum,
+        mixed_precision="bf16" if args.bf16 else "no",
+    )
+    try:
+        return _run(args, accelerator)
+    finally:
+        accelerator.end_training()
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+
+
+@dataclass
+class _Data:
+    """The mixtures of a run: training stream, fixed evaluation set, and what went into them."""
+
+    sampler: MixtureSampler
+    eval_sampler: MixtureSampler | None
+    provenance: dict
+
+
+def _prepare_data(args: TrainingArguments, accelerator, model, sources, corpus, ontology) -> _Data:
+    try:
+        catalog = TrackCatalog.from_sources(
+            sources, model.config.label_mids, model.config.sampling_rate, args.cache_gb * 2**30
+        )
+        relations = LabelRelations(catalog.vocabulary, ontology)
+        held_out = catalog.holdout_mask(args.eval_holdout) if args.eval_every else np.zeros(len(catalog), bool)
+        if held_out.all():
+            held_out[:] = False
+        natural = None
+        if corpus is not None:
+            natural = NaturalClips.from_corpus(corpus, catalog, args.cache_gb * 2**30, pool=~held_out)
+        mixing = args.mixing_config(model.config.sampling_rate)
+        sampler = MixtureSampler(
+            catalog, relations, mixing, seed=args.seed, process_index=accelerator.process_index,
+            pool=~held_out, natural=natural,
+        )
+        eval_sampler = _eval_sampler(args, catalog, relations, mixing, held_out, accelerator) if args.eval_every else None
+    except TrackDataError as error:
+        raise TrainingError(str(error)) from None
+    return _Data(sampler, eval_sampler, _provenance(args, sources, catalog, held_out, natural, accelerator))
+
+
+def _restore(args: TrainingArguments, accelerator, provenance: dict, checkpointed: Checkpointed) -> int:
+    """Load the latest checkpoint (when resuming) and set up the logs; returns the step to start after."""
+    output_dir = Path(args.output_dir)
+    start_step = 0
+    checkpoint = latest_checkpoint(output_dir) if args.resume else None
+    if checkpoint is not None:
+        state = json.loads((checkpoint / TRAINER_STATE).read_text())
+        check_resumable(args, checkpoint, state, accelerator.num_processes)
+        checkpointed.load(checkpoint, accelerator)
+        start_step = state["step"]
+        accelerator.print(f"Resuming from {checkpoint} (step {start_step})")
+    logs = [output_dir / "metrics.jsonl"] if accelerator.is_main_process else []
+    if args.log_samples:
+        logs.append(_samples_path(args, accelerator))
+    for log in logs:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        if checkpoint is not None:
+            truncate_jsonl(log, start_step)
+        else:
+            log.unlink(missing_ok=True)
+    if accelerator.is_main_process:
+        write_json(output_dir / ARGS_FILE, {**args.to_dict(), "provenance": provenance})
+    accelerator.wait_for_everyone()
+    return start_step
+
+
+def _run(args: TrainingArguments, accelerator) -> TrainResult:
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    set_seed(args.seed, deterministic=args.deterministic)
+    try:
+        sources = [load_track_dataset(name) for name in args.datasets]
+    except TrackDataError as error:
+        raise TrainingError(str(error)) from None
+    corpus = _open_natural_corpus(args) if args.natural_corpus else None
+    ontology = _load_ontology(args, corpus)
+    model = build_model(args, labels_in(sources), ontology)
+    data = _prepare_data(args, accelerator, model, sources, corpus, ontology)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    # Not prepared: an accelerate-prepared scheduler steps once per process per step, for a sharded
+    # data loader; here every process draws a full batch, so one step is one scheduler step.
+    scheduler = get_cosine_schedule_with_warmup(optimizer, _warmup_steps(args), args.steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    checkpointed = Checkpointed(model, optimizer, scheduler)
+    start_step = _restore(args, accelerator, data.provenance, checkpointed)
+
+    output_dir = Path(args.output_dir)
+    metrics_path = output_dir / "metrics.jsonl"
+    stream = MixtureStream(data.sampler, start=start_step * args.grad_accum, stop=args.steps * args.grad_accum)
+    batches = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.num_workers))
+    samples_per_step = args.batch_size * args.grad_accum * accelerator.num_processes
+    window: list[torch.Tensor] = []
+    last_loss, last_eval = None, None
+    model.train()
+
+    with _progress(accelerator.is_main_process and args.progress) as progress:
+        task = progress.add_task("train", total=args.steps, completed=start_step, loss="-", rate="-")
+
+        def run_evaluation(step: int) -> dict:
+            metrics = evaluate_on_mixtures(
+                accelerator.unwrap_model(model), data.eval_sampler, args.eval_mixtures, accelerator
+            )
+            _log_metrics(accelerator, metrics_path, {"step": step, **metrics})
+            if accelerator.is_main_process and args.progress:
+                progress.console.print(f"step {step}: eval SI-SDRi {metrics['eval_si_sdri']:.2f} dB")
+            return metrics
+
+        if data.eval_sampler is not None and start_step == 0:
+            last_eval = run_evaluation(0)  # the starting point: a new model, or the --init model
+        started = time.perf_counter()
+        for step in range(start_step + 1, args.steps + 1):
+            step_loss = torch.zeros((), device=accelerator.device)
+            for micro in range(args.grad_accum):
+                batch = next(batches)
+                if args.log_samples:
+                    _log_sample(_samples_path(args, accelerator), step, (step - 1) * args.grad_accum + micro, batch)
+                inputs = {name: batch[name].to(accelerator.device) for name in MODEL_INPUTS}
+                with accelerator.accumulate(model):
+                    loss = model(**inputs).loss  # model.config.loss (= args.loss), weighted by target_weights
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                step_loss += loss.detach() / args.grad_accum
+            scheduler.step()
+            window.append(step_loss)
+
+            if step % args.log_every == 0 or step == args.steps:
+                last_loss = float(accelerator.reduce(torch.stack(window).mean(), reduction="mean"))
+                window.clear()
+                rate = (step - start_step) / (time.perf_counter() - started)
+                _log_metrics(accelerator, metrics_path, {
+                    "step": step, "loss": last_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                    "steps_per_second": rate, "samples_per_second": rate * samples_per_step,
+                    "samples": step * samples_per_step,
+                })
+                progress.update(task, loss=f"{last_loss:.3f}", rate=f"{rate:.2f}")
+            if data.eval_sampler is not None and (step % args.eval_every == 0 or step == args.steps):
+                last_eval = run_evaluation(step)
+            if args.save_every and step % args.save_every == 0:
+                state = {"step": step, "num_processes": accelerator.num_processes, "seed": args.seed}
+                save_checkpoint(accelerator, args, state, data.provenance, checkpointed)
+            progress.update(task, completed=step)
+        elapsed = time.perf_counter() - started
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(output_dir)
+        write_json(output_dir / ARGS_FILE, {**args.to_dict(), "provenance": {**data.provenance, "eval": last_eval}})
+    accelerator.wait_for_everyone()
+    return TrainResult(
+        output_dir=str(output_dir),
+        steps=args.steps,
+        resumed_from=start_step,
+        final_loss=last_loss,
+        eval=last_eval,
+        samples_per_second=(args.steps - start_step) * samples_per_step / elapsed if elapsed > 0 else 0.0,
+        metrics_path=str(metrics_path),
+    )
+
+
+def _samples_path(args: TrainingArguments, accelerator) -> Path:
+    return Path(args.output_dir) / "samples" / f"process-{accelerator.process_index}.jsonl"
+
+
+def _eval_sampler(args, catalog, relations, mixing: MixingConfig, held_out: np.ndarray, accelerator) -> MixtureSampler:
+    """Fixed evaluation mixtures: one query per mixture, no silence, no natural clips, uniform draws.
+
+    They come from the held-out clips; when those cannot form a mixture (a small dataset), from the
+    training tracks, with a warning.
+    """
+    config = dataclasses.replace(mixing, queries_per_mixture=1, min_interferers=1, silence_rate=0.0, natural_rate=0.0, quality="off")
+    common = dict(seed=args.seed, process_index=0, stream=1)
+    if held_out.any():
+        try:
+            return MixtureSampler(catalog, relations, config, pool=held_out, **common)
+        except TrackDataError:
+            pass
+    accelerator.print("warning: the held-out clips cannot form evaluation mixtures; evaluating on training tracks")
+    return MixtureSampler(catalog, relations, config, **common)
+
+
+def _provenance(args, sources, catalog: TrackCatalog, held_out: np.ndarray, natural, accelerator) -> dict:
+    import accelerate
+    import datasets
+    import transformers
+
+    from clearsep_data.tracks import ORIGIN_SEPARATED
+
+    return {
+        "datasets": [
+            {"name": source.name, "tracks": len(source.train), "fingerprint": source.train._fingerprint}
+            for source in sources
+        ],
+        "tracks": {
+            "total": len(catalog),
+            "separated": sum(origin == ORIGIN_SEPARATED for origin in catalog.origins),
+            "held_out": int(held_out.sum()),
+        },
+        "ontology": args.ontology or (f"{args.natural_corpus} (natural corpus)" if args.natural_corpus else None),
+        "natural_clips": len(natural.clips) if natural is not None else 0,
+        "natural_skipped": natural.skipped if natural is not None else {},
+        "vocabulary_size": len(catalog.vocabulary),
+        "audio_cached_in_memory": catalog.audio.caching,
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "samples_per_step": args.batch_size * args.grad_accum * accelerator.num_processes,
+        "versions": {
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__, "datasets": datasets.__version__,
+        },
+    }
+
+
+def _log_metrics(accelerator, path: Path, record: dict) -> None:
+    if accelerator.is_main_process:
+        with path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def _log_sample(path: Path, step: int, micro_batch: int, batch: dict) -> None:
+    record = {
+        "step": step,
+        "micro_batch": micro_batch,
+        "query_tracks": batch["query_tracks"],
+        "query_ids": batch["query_ids"].tolist(),
+        "natural": batch["natural"].tolist(),
+    }
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold blue]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss [bold]{task.fields[loss]}"),
+        TextColumn("{task.fields[rate]} steps/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+__all__ = ["TrainResult", "evaluate_on_mixtures", "train"]
