@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokeniz
 from clearsep_data import ClearSepConfig, ClearSepModel
 from clearsep_data.metrics import sdr, si_sdr
 from clearsep_data.modeling.losses import separation_loss
-from clearsep_data.modeling.modeling_clearsep import _fold_frequency, _unfold_frequency
+from clearsep_data.modeling.network_clearsep import _fold_frequency, _unfold_frequency
 
 LABELS = {"/m/09x0r": "Speech", "/m/05tny_": "Bark", "/m/07pggtn": "Chirp, tweet"}
 TINY = dict(
