@@ -39,3 +39,10 @@ def stop_with_launcher(poll_seconds: float = 0.1) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="clearsep-launcher-watch", daemon=True).start()
+
+
+def is_main_process() -> bool:
+    """Whether this process prints a command's results (the only one, or rank 0 of a launch)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process

@@ -335,8 +335,8 @@ def progress_bar():
     )
 
 
-def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True) -> BuildSummary | None:
-    """Run the engine (this process's share under a distributed launch); the main process returns the summary."""
+def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True) -> BuildSummary:
+    """Run the engine (this process's share under a distributed launch); every process returns the summary."""
     state = distributed_state()
     model, tag = load_model(config.model, state.device)
     corpus = open_corpus(
@@ -363,18 +363,21 @@ def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True
     if state.is_main_process:
         folder.lock()
     try:
-        pending = _open_on_main(state, folder, fingerprint, config.numerics(state.device), overwrite)
-        if not pending:
-            return BuildSummary(**folder.finished_record()["summary"]) if state.is_main_process else None
-        features = track_features(maker.sampling_rate)
-        runner = BlockRunner(corpus, maker, folder, features, rank=state.process_index, world=state.num_processes,
-                             block_size=config.block_size, keep_rejected=config.keep_rejected)
-        rows = _run_with_progress(runner, corpus, config.block_size, progress and state.is_main_process)
-        state.wait_for_everyone()
-        return finalize(config, folder, fingerprint, rows, features) if state.is_main_process else None
+        if _open_on_main(state, folder, fingerprint, config.numerics(state.device), overwrite):
+            features = track_features(maker.sampling_rate)
+            runner = BlockRunner(corpus, maker, folder, features, rank=state.process_index, world=state.num_processes,
+                                 block_size=config.block_size, keep_rejected=config.keep_rejected)
+            rows = _run_with_progress(runner, corpus, config.block_size, progress and state.is_main_process)
+            state.wait_for_everyone()
+            if state.is_main_process:
+                finalize(config, folder, fingerprint, rows, features)
     finally:
         state.wait_for_everyone()
         folder.unlock()
+    record = folder.finished_record()
+    if record is None:
+        raise BuildError(f"{config.output_dir}: the main process did not finish the build (see its error)")
+    return BuildSummary(**record["summary"])
 
 
 def _open_on_main(state, folder: BuildFolder, fingerprint: dict, numerics: dict, overwrite: bool) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from clearsep_data.corpus import open_corpus
+from clearsep_data.distributed import distributed_state
 from clearsep_data.engine import BuildConfig, BuildSummary, build
 from clearsep_data.filtering import Thresholds
 from clearsep_data.tracks import ACCEPTED_SPLIT, ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE
@@ -93,9 +94,10 @@ def run_loop(config: LoopConfig, on_round=None) -> list[RoundResult]:
     for round_index in range(config.rounds + 1):
         result = run_round(config, round_index)
         results.append(result)
-        write_summary(config, results)
-        if on_round is not None:
-            on_round(result)
+        if distributed_state().is_main_process:
+            write_summary(config, results)
+            if on_round is not None:
+                on_round(result)
     return results
 
 
@@ -150,18 +152,21 @@ def train_round(config: LoopConfig, round_index: int, tracks: Path, model_dir: P
 
 
 def evaluate_round(config: LoopConfig, model_dir: Path, output: Path) -> dict | None:
-    """Held-out SI-SDRi of the round's model, or ``None`` when the corpus has no references."""
-    if output.exists():
-        return json.loads(output.read_text())
+    """Held-out SI-SDRi of the round's model, or ``None`` when the corpus has no references.
+
+    Under a distributed launch the main process evaluates and the others read its ``eval.json``.
+    """
     from clearsep_data.evaluation import BenchmarkError, evaluate_on_benchmark
     from clearsep_data.modeling import ClearSepModel
 
-    try:
-        result = evaluate_on_benchmark(ClearSepModel.from_pretrained(model_dir).eval(), config.corpus, split=config.eval_split)
-    except BenchmarkError:
-        return None
-    result.save(output)
-    return json.loads(output.read_text())
+    state = distributed_state()
+    if state.is_main_process and not output.exists():
+        try:
+            evaluate_on_benchmark(ClearSepModel.from_pretrained(model_dir).eval(), config.corpus, split=config.eval_split).save(output)
+        except BenchmarkError:
+            pass
+    state.wait_for_everyone()
+    return json.loads(output.read_text()) if output.exists() else None
 
 
 def round_result(

@@ -23,6 +23,7 @@ from clearsep_data.demo_corpus import generate_demo_corpus, label_vocabulary
 from clearsep_data.engine import BuildConfig, BuildError, build
 from clearsep_data.filtering import Thresholds
 from clearsep_data.tracks import load_tracks, track_features
+from hubserver import free_port
 
 RATE = 8000
 SECONDS = 2.0
@@ -220,14 +221,6 @@ def is_running(pid: int) -> bool:
         return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
     except FileNotFoundError:
         return False
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_bad_inputs_become_skips_with_reasons_and_the_run_finishes(corpus, model_dir, tmp_path):

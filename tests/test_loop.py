@@ -15,6 +15,7 @@ import pytest
 from clearsep_data.demo_corpus import generate_demo_corpus
 from clearsep_data.filtering import Thresholds
 from clearsep_data.loop import LoopConfig, run_loop
+from hubserver import free_port
 
 TINY_MODEL = {"channels": [8, 16], "query_dim": 16, "n_fft": 256, "hop_length": 64, "sampling_rate": 8000, "encoder_blocks": 1}
 TRAINING = {"batch_size": 2, "segment_seconds": 1.0, "eval_mixtures": 4, "model_config": TINY_MODEL}
@@ -88,3 +89,16 @@ def test_killed_loop_resumes_where_it_stopped(corpus, tmp_path):
     assert [result.round for result in results] == [0, 1, 2]
     assert round0_weights.stat().st_mtime_ns == before  # finished stages are not redone
     assert all((Path(result.model) / "model.safetensors").exists() for result in results)
+
+
+def test_the_loop_runs_under_two_processes(corpus, tmp_path):
+    """Each round builds, trains and evaluates in one launch: training twice must keep the process group."""
+    script = tmp_path / "loop.py"
+    script.write_text(LOOP_SCRIPT.format(lenient=LENIENT, training=TRAINING))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    result = subprocess.run([*launcher, str(script), str(corpus), str(tmp_path / "loop")], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "loop" / "summary.json").read_text())
+    assert [row["round"] for row in summary] == [0, 1, 2] and all(row["eval_si_sdri"] is not None for row in summary)

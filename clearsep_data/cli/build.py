@@ -48,6 +48,7 @@ def build(
     from datasets.utils.py_utils import convert_file_size_to_int
     from rich.console import Console
 
+    from clearsep_data.distributed import is_main_process
     from clearsep_data.engine import BuildConfig, build as run_build
     from clearsep_data.filtering import Thresholds
 
@@ -86,7 +87,7 @@ def build(
         summary = run_build(config, overwrite=overwrite, progress=progress)
     except USER_ERRORS as error:
         fail(error)
-    if summary is not None:
+    if is_main_process():
         print_summary(summary, output_dir, console)
 
 

@@ -33,6 +33,7 @@ def iterate(
     from rich.console import Console
 
     from clearsep_data.filtering import Thresholds
+    from clearsep_data.distributed import is_main_process
     from clearsep_data.loop import PLOT_FILE, SUMMARY_FILE, LoopConfig, run_loop
 
     console = Console()
@@ -53,6 +54,8 @@ def iterate(
         results = run_loop(config, on_round=lambda result: console.print(round_table([result])))
     except USER_ERRORS as error:
         fail(error)
+    if not is_main_process():
+        return
     console.print(round_table(results))
     last = results[-1]
     console.print(f"Summary: {output_dir / SUMMARY_FILE}, plot: {output_dir / PLOT_FILE}")

@@ -127,9 +127,9 @@ def train(
         result = run_train(args)
     except USER_ERRORS as error:
         fail(error)
-    from accelerate import PartialState
+    from clearsep_data.distributed import is_main_process
 
-    if not PartialState().is_main_process:
+    if not is_main_process():
         return
     summary = f"trained {result.steps} steps ({result.samples_per_second:.1f} mixtures/s)"
     if result.final_loss is not None:

@@ -162,7 +162,9 @@ def train(args: TrainingArguments) -> TrainResult:
     try:
         return _run(args, accelerator)
     finally:
-        accelerator.end_training()
+        # Not accelerator.end_training(): it destroys the process group, and the loop trains again in the same launch.
+        for tracker in accelerator.trackers:
+            tracker.finish()
         AcceleratorState._reset_state(reset_partial_state=False)
         GradientState._reset_state()
 
