@@ -29,9 +29,6 @@ import torch
 from clearsep_data.audio import fit_length
 from clearsep_data.training.catalog import LabelRelations, NaturalClips, TrackCatalog, TrackDataError
 
-QUALITY_MODES = ("off", "sample", "weight")
-
-
 def quality_weight(re_sisdr: np.ndarray, centre: float, width: float) -> np.ndarray:
     """``sigmoid((re_sisdr - centre) / width)``; 1 where ``re_sisdr`` is NaN (single-source tracks)."""
     weights = 1.0 / (1.0 + np.exp(-(np.asarray(re_sisdr, dtype=np.float64) - centre) / width))
