@@ -17,15 +17,11 @@ import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
-import torch
 
 from clearsep_data.build_config import BuildConfig
 from clearsep_data.build_folder import Block, BuildError, BuildFolder, dataset_card_data, source_stamp
 from clearsep_data.corpus import Clip, Skip, open_corpus
 from clearsep_data.distributed import distributed_state
-from clearsep_data.filtering import Thresholds
 from clearsep_data.track_maker import TrackMaker, load_model
 from clearsep_data.tracks import (
     ACCEPTED_SPLIT,

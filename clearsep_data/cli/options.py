@@ -53,7 +53,7 @@ def config_command(config_cls: type) -> Callable[[Callable[..., Any]], Callable[
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         own_types = typing.get_type_hints(func, include_extras=True)  # resolves `from __future__` string annotations
         own = {
-            name: parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=own_types[name])
+            name: parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=own_types.get(name, parameter.annotation))
             for name, parameter in inspect.signature(func).parameters.items()
         }
         if CONFIG not in own:
