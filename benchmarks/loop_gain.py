@@ -47,7 +47,7 @@ def scores(model_dir: Path, corpus: Path) -> dict:
     cache = model_dir / "loop_gain_scores.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    result = evaluate_on_benchmark(ClearSepModel.from_pretrained(model_dir).eval(), corpus, progress=None).to_json()
+    result = evaluate_on_benchmark(ClearSepModel.from_pretrained(model_dir).eval(), corpus, progress=None).to_dict()
     summary = {
         "si_sdri": result["metrics"]["si_sdri"],
         "sdri": result["metrics"]["sdri"],

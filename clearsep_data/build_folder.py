@@ -266,7 +266,7 @@ class BuildFolder:
                 table = pa.Table.from_pylist(rows, schema=features.arrow_schema)
                 pq.write_table(table, temporary / f"{split}.parquet", row_group_size=ROW_GROUP_SIZE)
         with open(temporary / "skips.jsonl", "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(skip.to_json()) + "\n" for skip in skips)
+            handle.writelines(json.dumps(skip.to_dict()) + "\n" for skip in skips)
         (temporary / "clips.json").write_text(json.dumps(manifest), encoding="utf-8")
         for path in temporary.iterdir():  # make the content durable before the rename publishes it
             with open(path, "rb") as handle:

@@ -88,7 +88,7 @@ class Skip:
     where: str
     reason: str
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"index": self.index, "clip_id": self.clip_id, "where": self.where, "reason": self.reason}
 
 
@@ -630,11 +630,11 @@ def is_hub_dataset_id(source: str) -> bool:
 
 
 def write_skips(path: str | os.PathLike, skips: Iterable[Skip]) -> int:
-    """Write ``skips`` as JSON lines (one :meth:`Skip.to_json` per line); returns how many."""
+    """Write ``skips`` as JSON lines (one :meth:`Skip.to_dict` per line); returns how many."""
     count = 0
     with open(path, "w", encoding="utf-8") as handle:
         for skip in skips:
-            handle.write(json.dumps(skip.to_json(), ensure_ascii=False) + "\n")
+            handle.write(json.dumps(skip.to_dict(), ensure_ascii=False) + "\n")
             count += 1
     return count
 

@@ -17,14 +17,11 @@ import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-import torch
-
+from clearsep_data.build_config import BuildConfig
 from clearsep_data.build_folder import Block, BuildError, BuildFolder, dataset_card_data, source_stamp
 from clearsep_data.corpus import Clip, Skip, open_corpus
 from clearsep_data.distributed import distributed_state
-from clearsep_data.filtering import Thresholds
 from clearsep_data.track_maker import TrackMaker, load_model
 from clearsep_data.tracks import (
     ACCEPTED_SPLIT,
@@ -34,70 +31,6 @@ from clearsep_data.tracks import (
     count_tracks,
     track_features,
 )
-
-
-@dataclass
-class BuildConfig:
-    """Everything that determines a build's output (and so must match when it resumes)."""
-
-    corpus: str
-    output_dir: Path
-    model: str | None = None
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    iteration: int = 0
-    segments: str | None = None
-    ontology: str | None = None
-    split: str = "train"
-    labels_column: str = "labels"
-    audio_column: str = "audio"
-    streaming: bool = False
-    sampling_rate: int = 16000
-    """Rate of the tracks when no model is given (otherwise the model's rate)."""
-    keep_rejected: bool = True
-    block_size: int = 32
-    max_shard_bytes: int = 500 * 2**20
-    batch_size: int = 8
-    use_bf16: bool = False
-
-    def fingerprint(self, model_tag: str, sampling_rate: int, corpus_digest: str) -> dict:
-        """The settings that define the dataset: a rerun or a resumed build must share them.
-
-        ``corpus_digest`` identifies what the corpus lists (:meth:`Corpus.content_digest`), so a corpus
-        regenerated in place is not taken for the one the build started on.
-        """
-        return {
-            "corpus": self.corpus,
-            "corpus_digest": corpus_digest,
-            "segments": self.segments,
-            "ontology": self.ontology,
-            "split": self.split,
-            "labels_column": self.labels_column,
-            "audio_column": self.audio_column,
-            "model": model_tag,
-            "thresholds": asdict(self.thresholds),
-            "iteration": self.iteration,
-            "sampling_rate": sampling_rate,
-            "keep_rejected": self.keep_rejected,
-            "block_size": self.block_size,
-            "max_shard_bytes": self.max_shard_bytes,
-            "bf16": self.use_bf16,
-        }
-
-    def numerics(self, device: torch.device) -> dict:
-        """What changes the float results in their last bits: a build resumes only under the same numerics.
-
-        PyTorch picks kernels by the thread count (small-batch 1x1 convolutions go to oneDNN only with more
-        than one thread) and by version; the query batch size changes the shapes of the model's matrix products.
-        """
-        import clearsep_data
-
-        return {
-            "threads_per_process": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "clearsep_data": clearsep_data.__version__,
-            "device": device.type,
-            "batch_size": self.batch_size,
-        }
 
 
 @dataclass

@@ -131,7 +131,7 @@ class ItemScore:
     def si_sdri(self) -> float:
         return self.si_sdr - self.mixture_si_sdr
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {**asdict(self), "sdri": self.sdri, "si_sdri": self.si_sdri}
 
 
@@ -206,7 +206,7 @@ class EvaluationResult:
             for name, items in ordered
         }
 
-    def to_json(self, include_items: bool = False) -> dict:
+    def to_dict(self, include_items: bool = False) -> dict:
         """The summary read by the model card (``eval.json``); per-item scores on request."""
         oracle = self.oracle
         summary = {
@@ -223,17 +223,17 @@ class EvaluationResult:
             else {"method": "ideal ratio mask", "n_fft": self.n_fft, "hop_length": self.hop_length, **oracle},
             "mixture": self.mixture,
             "num_skipped": len(self.skipped),
-            "skipped": [skip.to_json() for skip in self.skipped],
+            "skipped": [skip.to_dict() for skip in self.skipped],
         }
         if include_items:
-            summary["items"] = [item.to_json() for item in self.items]
+            summary["items"] = [item.to_dict() for item in self.items]
         return summary
 
     def save(self, path: str | os.PathLike, include_items: bool = False) -> Path:
-        """Write :meth:`to_json` to ``path`` (parent folders created)."""
+        """Write :meth:`to_dict` to ``path`` (parent folders created)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(include_items), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(self.to_dict(include_items), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
 
 

@@ -72,8 +72,12 @@ class Thresholds:
             clean[name] = float(value)
         return replace(self, **clean)
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """:meth:`to_dict` as a JSON string (keys sorted), as stored with every track."""
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     def judge(self, tracks: Sequence[TrackScores]) -> list[str]:
         """Why each of one clip's separated tracks fails the thresholds (``""`` for a track that passes).

@@ -20,11 +20,23 @@ from clearsep_data.engine import BuildConfig, BuildSummary, build
 from clearsep_data.filtering import Thresholds
 from clearsep_data.tracks import ACCEPTED_SPLIT, ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE
 from clearsep_data.build_folder import atomic_write_text
+from clearsep_data.training.arguments import TrainingArguments
 
 SUMMARY_FILE = "summary.json"
 DEFAULT_TRAINING = {"segment_seconds": 2.0, "lr": 3e-3}
-"""Training settings of every round: for the small preset 2 s crops beat 4 s at equal compute on the demo corpus."""
+"""Where every round's training differs from ``train``'s defaults (4 s, 1e-3): the loop's rounds are short and on the
+small preset, for which 2 s crops beat 4 s at equal compute on the demo corpus and a higher peak rate helps."""
 PLOT_FILE = "rounds.png"
+
+
+ROUND_DATASETS = ["<the round's tracks>"]
+ROUND_OUTPUT = "<the round's model>"
+
+
+def round_training(**settings) -> TrainingArguments:
+    """The training template of the loop's rounds: :data:`DEFAULT_TRAINING` and ``settings`` (any
+    ``TrainingArguments`` field) over ``train``'s defaults; datasets and output_dir are placeholders set per round."""
+    return TrainingArguments(datasets=ROUND_DATASETS, output_dir=ROUND_OUTPUT, **{**DEFAULT_TRAINING, **settings})
 
 
 @dataclass
@@ -49,10 +61,15 @@ class LoopConfig:
     """Share of natural-mixture examples in rounds ``k >= 1``: an original clip whose targets are its accepted
     tracks. Off by default: these targets are the previous model's own output on that very clip, and on the
     demo corpus they lowered round 1's held-out SI-SDRi by up to 1.8 dB (``benchmarks/README.md``)."""
-    training: dict = field(default_factory=lambda: dict(DEFAULT_TRAINING))
-    """Further ``TrainingArguments`` fields for every round (batch_size, segment_seconds, lr, silence_rate, ...)."""
+    training: TrainingArguments = field(default_factory=round_training)
+    """Template of every round's training (:func:`round_training`); each round copies it with its own datasets,
+    output, init, steps and seed (``dataclasses.replace``)."""
     seed: int = 0
     progress: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.training, TrainingArguments):
+            raise TypeError(f"LoopConfig.training is a TrainingArguments template (round_training(...)), not {type(self.training).__name__}")
 
     def round_dir(self, round_index: int) -> Path:
         return self.output_dir / f"round-{round_index}"
@@ -89,6 +106,8 @@ class RoundResult:
 def run_loop(config: LoopConfig, on_round=None) -> list[RoundResult]:
     """Run (or resume) every round; ``on_round(result)`` is called as each round completes."""
     open_corpus(config.corpus)  # a corpus that cannot be read fails here, before anything is written
+    for round_index in range(min(config.rounds, 1) + 1):  # and so do training settings that cannot be trained with
+        round_arguments(config, round_index, Path(), Path(), None if round_index == 0 else "previous").validate()
     config.output_dir.mkdir(parents=True, exist_ok=True)
     results: list[RoundResult] = []
     for round_index in range(config.rounds + 1):
@@ -123,9 +142,8 @@ def run_round(config: LoopConfig, round_index: int) -> RoundResult:
     return round_result(round_index, directory, summary, None if round_index == 0 else thresholds, evaluation)
 
 
-def train_round(config: LoopConfig, round_index: int, tracks: Path, model_dir: Path, init: str | None) -> None:
-    from clearsep_data.training import TrainingArguments, train
-
+def round_arguments(config: LoopConfig, round_index: int, tracks: Path, model_dir: Path, init: str | None) -> TrainingArguments:
+    """The template ``config.training`` copied for one round."""
     corpus = Path(config.corpus)
     steps = config.round0_steps if round_index == 0 and config.round0_steps else config.train_steps
     options = dict(
@@ -144,11 +162,15 @@ def train_round(config: LoopConfig, round_index: int, tracks: Path, model_dir: P
         options["ontology"] = str(corpus / "ontology.json")
     if round_index > 0 and config.natural_rate > 0:
         options.update(natural_corpus=config.corpus, natural_rate=config.natural_rate)
-    overrides = dict(config.training)
     if init is not None:  # the architecture comes from the previous round's model
-        overrides.pop("model_config", None)
-        overrides.pop("preset", None)
-    train(TrainingArguments(**{**options, **overrides}))
+        options.update(model_config={}, preset=TrainingArguments.__dataclass_fields__["preset"].default)
+    return replace(config.training, **options)
+
+
+def train_round(config: LoopConfig, round_index: int, tracks: Path, model_dir: Path, init: str | None) -> None:
+    from clearsep_data.training import train
+
+    train(round_arguments(config, round_index, tracks, model_dir, init))
 
 
 def evaluate_round(config: LoopConfig, model_dir: Path, output: Path) -> dict | None:

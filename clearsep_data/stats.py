@@ -139,7 +139,7 @@ class DatasetStats:
         split = self.splits.get(REJECTED_SPLIT)
         return split.num_examples if split else 0
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         """A JSON-serialisable dict of everything above (class acceptance rates included)."""
         data = asdict(self)
         for entry, counts in zip(data["classes"], self.classes):

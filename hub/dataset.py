@@ -84,7 +84,7 @@ def stage_dataset(
         raise StagingError(str(error)) from None
     stats.source = repo_id
     write_plots(stats, stage / "plots")
-    write_json(stage / "stats.json", stats.to_json())
+    write_json(stage / "stats.json", stats.to_dict())
     card_data = dataset_card_data(
         features,
         split_info,

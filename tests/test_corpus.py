@@ -209,7 +209,7 @@ def test_skip_list_round_trips_as_jsonl(tmp_path):
     path = tmp_path / "skips.jsonl"
     assert write_skips(path, skips) == 2
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line) for line in lines] == [skip.to_json() for skip in skips]
+    assert [json.loads(line) for line in lines] == [skip.to_dict() for skip in skips]
     assert read_skips(path) == skips
     path.write_text(lines[0] + "\n{\"index\": 1}\n", encoding="utf-8")
     with pytest.raises(CorpusError, match=r"skips.jsonl:2"):

@@ -105,7 +105,7 @@ def model() -> ClearSepModel:
 @pytest.fixture(scope="module")
 def summary(benchmark, model) -> dict:
     root, _ = benchmark
-    return evaluate_on_benchmark(model, root, batch_size=2, num_workers=2).to_json(include_items=True)
+    return evaluate_on_benchmark(model, root, batch_size=2, num_workers=2).to_dict(include_items=True)
 
 
 def _db(numerator: np.ndarray, denominator: np.ndarray) -> float:
@@ -190,7 +190,7 @@ def test_perfect_model(benchmark, model, monkeypatch):
         return outputs
 
     monkeypatch.setattr(model, "separate", separate)
-    result = evaluate_on_benchmark(model, root, num_workers=1).to_json(include_items=True)
+    result = evaluate_on_benchmark(model, root, num_workers=1).to_dict(include_items=True)
     assert result["num_items"] == 5
     for item in result["items"]:
         assert item["si_sdr"] > 60 and item["sdr"] > 60
@@ -203,7 +203,7 @@ def test_max_clips_and_no_oracle(benchmark, model):
     root, _ = benchmark
     result = evaluate_on_benchmark(model, root, max_clips=2, oracle=False)
     assert result.num_clips == 2 and result.num_items == 4 and not result.skipped
-    assert result.oracle is None and result.to_json()["oracle"] is None
+    assert result.oracle is None and result.to_dict()["oracle"] is None
     assert all(item.oracle_sdr is None for item in result.items)
 
 
@@ -213,7 +213,7 @@ def test_nothing_scorable_gives_an_empty_summary(tmp_path, model):
     (tmp_path / "eval_segments.csv").write_text('# a\n# b\n# YTID, start_seconds, end_seconds, positive_labels\nabcdefghijk, 0.000, 1.000, "/m/09x0r"\n')
     (tmp_path / "references").mkdir()
     (tmp_path / "references" / "manifest.csv").write_text("ytid,label,path\n")
-    summary = evaluate_on_benchmark(model, tmp_path).to_json()
+    summary = evaluate_on_benchmark(model, tmp_path).to_dict()
     assert summary["num_items"] == 0 and summary["metrics"] is None and summary["per_class"] == {}
     assert summary["num_skipped"] == 1 and "no audio file" in summary["skipped"][0]["reason"]
 

@@ -344,8 +344,8 @@ def test_dataset_loads_back_from_the_hub(hub, many_tracks, tmp_path):
     assert result.exit_code == 0 and "150 accepted, 2 rejected" in result.output, result.output
     with pytest.raises(StatsError, match="clearsep/missing: no such dataset"):
         compute_stats("clearsep/missing")
-    from_hub = compute_stats("clearsep/tracks").to_json()
-    from_folder = compute_stats(staged.path).to_json()
+    from_hub = compute_stats("clearsep/tracks").to_dict()
+    from_folder = compute_stats(staged.path).to_dict()
     assert from_hub.pop("source") == "clearsep/tracks"
     from_folder.pop("source")
     assert from_hub == from_folder

@@ -14,7 +14,7 @@ import pytest
 
 from clearsep_data.demo_corpus import generate_demo_corpus
 from clearsep_data.filtering import Thresholds
-from clearsep_data.loop import LoopConfig, run_loop
+from clearsep_data.loop import LoopConfig, round_training, run_loop
 from hubserver import free_port
 
 TINY_MODEL = {"channels": [8, 16], "query_dim": 16, "n_fft": 256, "hop_length": 64, "sampling_rate": 8000, "encoder_blocks": 1}
@@ -25,9 +25,9 @@ LOOP_SCRIPT = """
 import sys
 from pathlib import Path
 from clearsep_data.filtering import Thresholds
-from clearsep_data.loop import LoopConfig, run_loop
+from clearsep_data.loop import LoopConfig, round_training, run_loop
 run_loop(LoopConfig(corpus=sys.argv[1], output_dir=Path(sys.argv[2]), rounds=2, train_steps=3, threshold_step=2.0,
-                    thresholds=Thresholds(**{lenient}), training={training}, progress=False))
+                    thresholds=Thresholds(**{lenient}), training=round_training(**{training}), progress=False))
 """
 
 
@@ -39,7 +39,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def loop_config(corpus: Path, output: Path, **options) -> LoopConfig:
-    settings = dict(rounds=2, train_steps=3, thresholds=Thresholds(**LENIENT), threshold_step=2.0, training=TRAINING, progress=False)
+    settings = dict(rounds=2, train_steps=3, thresholds=Thresholds(**LENIENT), threshold_step=2.0, training=round_training(**TRAINING), progress=False)
     return LoopConfig(corpus=str(corpus), output_dir=output, **settings | options)
 
 

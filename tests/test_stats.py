@@ -107,7 +107,7 @@ def test_cli_prints_tables_and_writes_json_and_plots(track_dataset, tmp_path):
     for expected in ("5 accepted, 2 rejected", "Tracks per class", "Bark", "66.7%", "re_sdr < 10", "consistency_sisdr"):
         assert expected in result.output
     written = json.loads((tmp_path / "stats.json").read_text())
-    assert written == json.loads(json.dumps(compute_stats(track_dataset).to_json()))
+    assert written == json.loads(json.dumps(compute_stats(track_dataset).to_dict()))
     assert written["classes"][0]["acceptance_rate"] is not None
     assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == ["quality_histograms.png", "tracks_per_class.png"]
 

@@ -390,3 +390,22 @@ def test_two_cpu_processes_draw_different_mixtures(data, tmp_path):
     # Each process's RNG states are checkpointed on their own, as safetensors and JSON (no pickle).
     checkpoint = {path.name for path in (tmp_path / "ddp" / "checkpoints" / "checkpoint-2").iterdir()}
     assert {f"random_states_{rank}.{kind}" for rank in (0, 1) for kind in ("json", "safetensors")} <= checkpoint
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(quality="best"), "quality must be one of off, sample, weight, not 'best'"),
+        (dict(quality_width=0.0), "quality_width must be positive"),
+        (dict(min_interferers=4, max_interferers=3), "need 0 <= min_interferers <= max_interferers"),
+        (dict(queries_per_mixture=5, max_interferers=3), "queries_per_mixture must be between 1 and 1 \\+ max_interferers \\(4\\)"),
+        (dict(silence_rate=1.5), "silence_rate must lie in \\[0, 1\\]"),
+        (dict(natural_rate=-0.1, natural_corpus="corpus"), "natural_rate must lie in \\[0, 1\\]"),
+    ],
+)
+def test_training_arguments_validate_the_mixing_settings(tmp_path, settings, message):
+    """The mixing settings are checked once, by TrainingArguments.validate (MixingConfig trusts them)."""
+    from clearsep_data.training import TrainingArguments, TrainingError
+
+    with pytest.raises(TrainingError, match=message):
+        TrainingArguments(datasets=["tracks"], output_dir=str(tmp_path), **settings).validate()

@@ -2,40 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from clearsep_data.build_config import BuildConfig
 from clearsep_data.cli.errors import USER_ERRORS, fail
 from clearsep_data.cli.launch import check_launch
+from clearsep_data.cli.options import config_command
 
 THRESHOLD_HELP = "Overrides the thresholds file / defaults (dB)."
+HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(BuildConfig)}
 
 
+@config_command(BuildConfig)
 def build(
-    corpus: Annotated[str, typer.Argument(help="AudioSet-style folder, or a Hugging Face dataset (folder or Hub id).")],
-    output_dir: Annotated[Path, typer.Argument(help="Where the dataset is written (parquet shards + README.md).")],
-    model: Annotated[Optional[str], typer.Option(help="ClearSepModel folder or Hub id. Without it only single-event clips become tracks.")] = None,
+    *,
+    corpus: Annotated[str, typer.Argument(help=HELP["corpus"])],
+    output_dir: Annotated[Path, typer.Argument(help=HELP["output_dir"])],
     thresholds: Annotated[Optional[Path], typer.Option(help="Thresholds file (.json or .toml) with any of the fields of `Thresholds`.")] = None,
     min_re_sdr: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
     min_re_sisdr: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
     min_energy_ratio: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
     min_consistency_sisdr: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
     max_leakage_db: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
-    iteration: Annotated[int, typer.Option(help="Round of the ClearSep loop, stored with every track.")] = 0,
-    segments: Annotated[Optional[str], typer.Option(help="Segments CSV of an AudioSet-style folder (default balanced_train_segments.csv).")] = None,
-    ontology: Annotated[Optional[str], typer.Option(help="ontology.json to use instead of the corpus's own.")] = None,
-    split: Annotated[str, typer.Option(help="Split: of a Hugging Face dataset corpus, or `{split}_segments.csv` of a folder (`train`: balanced_train_segments.csv).")] = "train",
-    labels_column: Annotated[str, typer.Option(help="Labels column of a Hugging Face dataset corpus.")] = "labels",
-    audio_column: Annotated[str, typer.Option(help="Audio column of a Hugging Face dataset corpus.")] = "audio",
-    streaming: Annotated[bool, typer.Option(help="Stream a Hugging Face dataset corpus.")] = False,
-    sampling_rate: Annotated[int, typer.Option(help="Track sampling rate when no model is given.")] = 16000,
-    keep_rejected: Annotated[bool, typer.Option(help="Keep rejected tracks in a `rejected` split.")] = True,
-    block_size: Annotated[int, typer.Option(help="Clips per committed block (the unit of resumption).")] = 32,
     max_shard_size: Annotated[str, typer.Option(help="Largest parquet shard, e.g. 500MB.")] = "500MB",
-    batch_size: Annotated[int, typer.Option(help="Mixture encodings per model forward.")] = 8,
-    bf16: Annotated[bool, typer.Option(help="bf16 autocast for the model.")] = False,
+    config: dict,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing build in OUTPUT_DIR.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -49,7 +43,7 @@ def build(
     from rich.console import Console
 
     from clearsep_data.distributed import is_main_process
-    from clearsep_data.engine import BuildConfig, build as run_build
+    from clearsep_data.engine import build as run_build
     from clearsep_data.filtering import Thresholds
 
     console = Console(stderr=True)
@@ -65,26 +59,14 @@ def build(
             ),
             source="command line",
         )
-        config = BuildConfig(
+        build_config = BuildConfig(
+            **config,
             corpus=corpus,
             output_dir=output_dir,
-            model=model,
             thresholds=chosen,
-            iteration=iteration,
-            segments=segments,
-            ontology=ontology,
-            split=split,
-            labels_column=labels_column,
-            audio_column=audio_column,
-            streaming=streaming,
-            sampling_rate=sampling_rate,
-            keep_rejected=keep_rejected,
-            block_size=block_size,
             max_shard_bytes=convert_file_size_to_int(max_shard_size),
-            batch_size=batch_size,
-            use_bf16=bf16,
         )
-        summary = run_build(config, overwrite=overwrite, progress=progress)
+        summary = run_build(build_config, overwrite=overwrite, progress=progress)
     except USER_ERRORS as error:
         fail(error)
     if is_main_process():

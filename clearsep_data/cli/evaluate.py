@@ -76,7 +76,7 @@ def evaluate_command(
         targets.append(model_dir / EVAL_FILENAME)
     for target in targets:
         result.save(target, include_items=per_item)
-    print_report(result.to_json(), console)
+    print_report(result.to_dict(), console)
     console.print("written: " + ", ".join(str(target) for target in targets))
     if not result.items:
         fail("no clip could be scored (see the skip reasons above)")

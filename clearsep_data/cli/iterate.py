@@ -23,8 +23,12 @@ def iterate(
         float, typer.Option(min=0.0, max=1.0, help="Share of natural-mixture examples in rounds >= 1 (off by default: it cost up to 1.8 dB in our benchmark).")
     ] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Training mixtures per step.")] = 8,
-    segment_seconds: Annotated[float, typer.Option(help="Length of the training crops.")] = 2.0,
-    lr: Annotated[float, typer.Option(help="Peak learning rate of each round.")] = 3e-3,
+    segment_seconds: Annotated[
+        float, typer.Option(help="Length of the training crops (2 s, not train's 4 s: the loop's short rounds on the small preset).")
+    ] = 2.0,
+    lr: Annotated[
+        float, typer.Option(help="Peak learning rate of each round (3e-3, not train's 1e-3: the loop's short rounds on the small preset).")
+    ] = 3e-3,
     seed: Annotated[int, typer.Option(help="Seed of round 0 (round k uses seed + k).")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -34,7 +38,7 @@ def iterate(
 
     from clearsep_data.filtering import Thresholds
     from clearsep_data.distributed import is_main_process
-    from clearsep_data.loop import PLOT_FILE, SUMMARY_FILE, LoopConfig, run_loop
+    from clearsep_data.loop import PLOT_FILE, SUMMARY_FILE, LoopConfig, round_training, run_loop
 
     console = Console()
     try:
@@ -47,7 +51,7 @@ def iterate(
             thresholds=Thresholds.from_file(thresholds) if thresholds else Thresholds(),
             threshold_step=threshold_step,
             natural_rate=natural_rate,
-            training={"batch_size": batch_size, "segment_seconds": segment_seconds, "lr": lr},
+            training=round_training(batch_size=batch_size, segment_seconds=segment_seconds, lr=lr),
             seed=seed,
             progress=progress,
         )

@@ -47,5 +47,5 @@ def stats(
             console.print(f"wrote {path}", soft_wrap=True)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        json_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
         console.print(f"wrote {json_path}", soft_wrap=True)

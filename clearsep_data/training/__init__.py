@@ -11,10 +11,25 @@
 * :mod:`~clearsep_data.training.trainer`: the loop (:func:`train`) and its periodic evaluation.
 """
 
+import importlib
+
 from clearsep_data.training.arguments import TrainingArguments, TrainingError
-from clearsep_data.training.checkpoints import latest_checkpoint
-from clearsep_data.training.model_setup import build_model, extend_vocabulary
-from clearsep_data.training.trainer import TrainResult, evaluate_on_mixtures, train
+
+# The arguments load without torch (the command line builds ``train``'s options from them); the rest on first use.
+_LAZY = {
+    "latest_checkpoint": "checkpoints",
+    "build_model": "model_setup",
+    "extend_vocabulary": "model_setup",
+    "TrainResult": "trainer",
+    "evaluate_on_mixtures": "trainer",
+    "train": "trainer",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
 
 __all__ = [
     "TrainResult",

@@ -9,9 +9,21 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from clearsep_data.errors import ClearSepError
-from clearsep_data.modeling.losses import DEFAULT_LOSS, LOSSES
-from clearsep_data.training.mixing import QUALITY_MODES, MixingConfig, seconds_to_samples
+
+if TYPE_CHECKING:
+    from clearsep_data.training.mixing import MixingConfig
+
+# This module imports no torch (the model and mixing modules are imported where used), so that the command line,
+# which generates the options of ``clearsep-data train`` from these fields, answers ``--help`` at once.
+DEFAULT_LOSS = "snr_sisnr"
+"""The objective of a new run: ``clearsep_data.modeling.losses.DEFAULT_LOSS`` (a test checks they agree)."""
+QUALITY_MODES = ("off", "sample", "weight")
+STRATEGIES = "Strategies"
+MIXING = "Mixing"
+RUN = "Run"
 
 #: Fields that do not change the training trajectory: they may differ when a run is resumed.
 FREE_ON_RESUME = frozenset(
@@ -26,60 +38,69 @@ class TrainingError(ClearSepError):
 
 @dataclass
 class TrainingArguments:
-    """Everything a training run depends on; saved as ``training_args.json`` next to the model."""
+    """Everything a training run depends on; saved as ``training_args.json`` next to the model.
 
-    datasets: list[str]
-    """Track datasets (local folders or Hub ids) whose ``train`` split is trained on."""
-    output_dir: str
-    init: str | None = None
-    """A pretrained ClearSepModel (folder or Hub id) to continue from; else a new model of ``preset``."""
-    preset: str = "small"
-    model_config: dict = field(default_factory=dict)
-    """Overrides of the preset's ``ClearSepConfig`` fields for a new model."""
-    vocabulary: str | None = None
-    """AudioSet ``class_labels_indices.csv`` for a new model's queries (else the labels found in the data; unused with ``init``)."""
-    ontology: str | None = None
-    """AudioSet ``ontology.json``; without it (and without a natural corpus) labels are exclusive iff different."""
-    natural_corpus: str | None = None
-    """AudioSet-style folder (``clearsep_data.corpus.open_corpus``) holding the original clips of the tracks."""
-    natural_segments: str | None = None
-    steps: int = 10_000
-    batch_size: int = 8
-    segment_seconds: float = 4.0
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int | None = None
-    """Linear warm-up before the cosine decay; ``None``: 5% of ``steps`` (at most 1000)."""
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
-    bf16: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    loss: str = DEFAULT_LOSS
-    queries_per_mixture: int = 2
-    min_interferers: int = 1
-    max_interferers: int = 3
-    snr_db: tuple[float, float] = (-5.0, 5.0)
-    quality: str = "weight"
-    """Quality-aware use of separated tracks: ``off``, ``sample`` (draw probability) or ``weight`` (loss weight)."""
-    quality_centre: float = 5.0
-    quality_width: float = 2.0
-    silence_rate: float = 0.05
-    natural_rate: float | None = None
-    """Share of natural-mixture examples; ``None``: 0.25 with a natural corpus, else 0."""
-    eval_every: int = 500
-    eval_mixtures: int = 64
-    eval_holdout: float = 0.05
-    """Share of clips (by a hash of the clip id) held out of training for evaluation."""
-    save_every: int = 1000
-    save_total_limit: int = 2
-    log_every: int = 10
-    resume: bool = True
-    cache_gb: float = 2.0
-    """Decoded audio is kept in memory (float32) when all of it fits in this many GiB, else decoded per use."""
-    num_workers: int = 0
-    log_samples: bool = False
-    progress: bool = True
+    Each field's ``metadata`` holds its help and, for ``clearsep-data train``, its panel; ``cli``: ``False``
+    keeps a field off the command line, a tuple names the command's own options that give it
+    (:mod:`clearsep_data.cli.options`).
+    """
+
+    datasets: list[str] = field(metadata={
+        "help": "Track datasets (folders or Hub ids) whose `train` split is trained on.", "cli": ("datasets",)})
+    output_dir: str = field(metadata={"help": "Folder of the model, checkpoints and logs.", "cli": ("output",)})
+    init: str | None = field(default=None, metadata={"help": "Continue from this ClearSepModel (folder or Hub id)."})
+    preset: str = field(default="small", metadata={"help": "Architecture of a new model: small | audiosep."})
+    model_config: dict = field(default_factory=dict, metadata={
+        "help": "KEY=VALUE override of a new model's config (repeatable).", "cli": ("model_config",)})
+    vocabulary: str | None = field(default=None, metadata={
+        "help": "class_labels_indices.csv for a new model's queries (default: the labels in the data).", "cli": ("vocabulary",)})
+    ontology: str | None = field(default=None, metadata={
+        "help": "AudioSet ontology.json: which labels may be mixed together.", "cli": ("ontology",)})
+    steps: int = field(default=10_000, metadata={"help": "Optimisation steps."})
+    batch_size: int = field(default=8, metadata={"help": "Mixtures per process per micro-batch."})
+    segment_seconds: float = field(default=4.0, metadata={
+        "help": "Length of the random training crops (`iterate` uses 2 s: short rounds of the small preset)."})
+    lr: float = field(default=1e-3, metadata={
+        "help": "Peak learning rate (AdamW, warm-up then cosine decay; `iterate` uses 3e-3: short rounds of the small preset)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay.", "cli": False})
+    warmup_steps: int | None = field(default=None, metadata={"help": "Warm-up steps (default 5% of --steps, at most 1000)."})
+    grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimisation step."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast."})
+    seed: int = field(default=0, metadata={"help": "Seed of the model initialisation and of the mixtures."})
+    deterministic: bool = field(default=False, metadata={"help": "Deterministic torch algorithms.", "cli": False})
+    loss: str = field(default=DEFAULT_LOSS, metadata={"help": "snr_sisnr (-0.9 SNR - 0.1 SI-SNR) | l1 (AudioSep)."})
+    queries_per_mixture: int = field(default=2, metadata={
+        "help": "Queries per mixture: the target, then interferers with their own targets.", "cli": ("queries",)})
+    min_interferers: int = field(default=1, metadata={"help": "Fewest interferers per mixture.", "cli": False})
+    max_interferers: int = field(default=3, metadata={"help": "Interferers per mixture (at least 1).", "panel": MIXING})
+    snr_db: tuple[float, float] = field(default=(-5.0, 5.0), metadata={
+        "help": "Range of target-to-interferer ratios, dB.", "cli": ("snr_low", "snr_high")})
+    quality: str = field(default="weight", metadata={
+        "help": "Use of separated tracks by Re-SI-SDR: off | sample | weight.", "panel": STRATEGIES})
+    quality_centre: float = field(default=5.0, metadata={
+        "help": "Re-SI-SDR (dB) at which a separated track weighs 0.5.", "panel": STRATEGIES})
+    quality_width: float = field(default=2.0, metadata={"help": "Width (dB) of the sigmoid weight.", "panel": STRATEGIES})
+    silence_rate: float = field(default=0.05, metadata={
+        "help": "Share of queries asking for an absent class (silent target).", "panel": STRATEGIES})
+    natural_corpus: str | None = field(default=None, metadata={
+        "help": "AudioSet-style folder with the original clips: enables natural mixtures.", "panel": STRATEGIES})
+    natural_segments: str | None = field(default=None, metadata={"help": "Segments CSV of --natural-corpus.", "panel": STRATEGIES})
+    natural_rate: float | None = field(default=None, metadata={
+        "help": "Share of natural-mixture examples (default 0.25 with --natural-corpus).", "panel": STRATEGIES})
+    eval_every: int = field(default=500, metadata={"help": "Steps between evaluations (0: never).", "panel": RUN})
+    eval_mixtures: int = field(default=64, metadata={"help": "Fixed held-out mixtures per evaluation.", "panel": RUN})
+    eval_holdout: float = field(default=0.05, metadata={"help": "Share of clips held out for evaluation.", "panel": RUN})
+    save_every: int = field(default=1000, metadata={"help": "Steps between checkpoints (0: never).", "panel": RUN})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept.", "panel": RUN})
+    log_every: int = field(default=10, metadata={"help": "Steps between metrics.jsonl lines.", "panel": RUN})
+    resume: bool = field(default=True, metadata={"help": "Resume from the latest checkpoint in --output.", "panel": RUN})
+    cache_gb: float = field(default=2.0, metadata={
+        "help": "Keep decoded audio in memory when it fits in this many GiB.", "panel": RUN})
+    num_workers: int = field(default=0, metadata={"help": "Data-loader worker processes per training process.", "panel": RUN})
+    log_samples: bool = field(default=False, metadata={
+        "help": "Log the tracks behind every query to samples/process-N.jsonl.", "panel": RUN})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar.", "panel": RUN})
 
     def __post_init__(self):
         self.datasets = [self.datasets] if isinstance(self.datasets, str) else list(self.datasets)
@@ -88,7 +109,9 @@ class TrainingArguments:
             self.natural_rate = 0.25 if self.natural_corpus else 0.0
 
     def validate(self) -> None:
-        """Raise :class:`TrainingError` naming the first invalid argument."""
+        """Raise :class:`TrainingError` naming the first invalid argument: the only check of training settings."""
+        from clearsep_data.modeling.losses import LOSSES
+
         checks = [
             (bool(self.datasets), "datasets: give at least one track dataset"),
             (self.steps >= 1, "steps must be >= 1"),
@@ -98,7 +121,13 @@ class TrainingArguments:
             (self.lr > 0, "lr must be positive"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
             (self.model_config.get("loss", self.loss) == self.loss, "model_config: set the objective with loss (--loss)"),
-            (self.quality in QUALITY_MODES, f"quality must be one of {', '.join(QUALITY_MODES)}"),
+            (self.quality in QUALITY_MODES, f"quality must be one of {', '.join(QUALITY_MODES)}, not {self.quality!r}"),
+            (self.quality_width > 0, "quality_width must be positive"),
+            (0 <= self.min_interferers <= self.max_interferers, "need 0 <= min_interferers <= max_interferers"),
+            (
+                1 <= self.queries_per_mixture <= 1 + self.max_interferers,
+                f"queries_per_mixture must be between 1 and 1 + max_interferers ({1 + self.max_interferers})",
+            ),
             (0 <= self.silence_rate <= 1, "silence_rate must lie in [0, 1]"),
             (0 <= self.natural_rate <= 1, "natural_rate must lie in [0, 1]"),
             (self.natural_rate == 0 or self.natural_corpus, "natural_rate > 0 needs a natural_corpus"),
@@ -123,6 +152,8 @@ class TrainingArguments:
         return cls(**{key: value for key, value in data.items() if key in names})
 
     def mixing_config(self, sampling_rate: int) -> MixingConfig:
+        from clearsep_data.training.mixing import MixingConfig, seconds_to_samples
+
         return MixingConfig(
             segment_samples=seconds_to_samples(self.segment_seconds, sampling_rate),
             batch_size=self.batch_size,

@@ -29,9 +29,6 @@ import torch
 from clearsep_data.audio import fit_length
 from clearsep_data.training.catalog import LabelRelations, NaturalClips, TrackCatalog, TrackDataError
 
-QUALITY_MODES = ("off", "sample", "weight")
-
-
 def quality_weight(re_sisdr: np.ndarray, centre: float, width: float) -> np.ndarray:
     """``sigmoid((re_sisdr - centre) / width)``; 1 where ``re_sisdr`` is NaN (single-source tracks)."""
     weights = 1.0 / (1.0 + np.exp(-(np.asarray(re_sisdr, dtype=np.float64) - centre) / width))
@@ -45,7 +42,8 @@ def quality_weight(re_sisdr: np.ndarray, centre: float, width: float) -> np.ndar
 
 @dataclass(frozen=True)
 class MixingConfig:
-    """How training mixtures are drawn."""
+    """How training mixtures are drawn; made by :meth:`TrainingArguments.mixing_config`, whose
+    :meth:`~TrainingArguments.validate` checks the settings."""
 
     segment_samples: int
     batch_size: int
@@ -62,21 +60,6 @@ class MixingConfig:
     quality: str = "weight"
     quality_centre: float = 5.0
     quality_width: float = 2.0
-
-    def __post_init__(self):
-        if self.quality not in QUALITY_MODES:
-            raise ValueError(f"quality must be one of {', '.join(QUALITY_MODES)}, not {self.quality!r}")
-        if not 0 <= self.min_interferers <= self.max_interferers:
-            raise ValueError("need 0 <= min_interferers <= max_interferers")
-        if not 1 <= self.queries_per_mixture <= 1 + self.max_interferers:
-            raise ValueError(
-                f"queries_per_mixture must be between 1 and 1 + max_interferers ({1 + self.max_interferers})"
-            )
-        for name in ("silence_rate", "natural_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1]")
-        if self.quality_width <= 0:
-            raise ValueError("quality_width must be positive")
 
 
 @dataclass
