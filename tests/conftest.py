@@ -79,6 +79,18 @@ def track_dataset(tmp_path: Path) -> Path:
     return write_track_dataset(tmp_path / "tracks")
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: tiny models run fastest so on a busy shared CPU (two spinning OpenMP threads can be 10x
+    slower), and outputs compared bit for bit within one test share one thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def olah_server(tmp_path_factory):
     """An olah server, offline, serving the git repos under its ``mirror_root`` (one per test session)."""

@@ -26,13 +26,7 @@ TINY = dict(
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are fastest on one thread, and outputs are compared bit for bit within one thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

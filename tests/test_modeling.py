@@ -25,13 +25,7 @@ TINY = dict(
 RATE = TINY["sampling_rate"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are fastest on one thread; on a busy shared CPU two spinning OpenMP threads can be 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**overrides) -> ClearSepConfig:

@@ -63,5 +63,9 @@ def main(args: list[str] | None = None) -> None:
             raise
         command = next((arg for arg in args if not arg.startswith("-")), None)
         resume = "; rerun the same command to resume" if command in RESUMABLE_COMMANDS else ""
-        print(f"interrupted{resume}", file=sys.stderr)
-        sys.exit(128 + received[0])
+        print(f"interrupted{resume}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Not sys.exit: CPython 3.11 remembers a KeyboardInterrupt that passed through C-evaluated code (pybind11's
+        # eval) as unhandled and then ends the process by SIGINT whatever the exit code (seen as -2 under load).
+        # The command's own cleanup (finally blocks, the build's lock) has run by now.
+        os._exit(128 + received[0])
