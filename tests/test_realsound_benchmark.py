@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # last: engine.py etc. shadow nothing
 
 import realsound  # noqa: E402  (a script folder, not a package)
 from clearsep_data.corpus import Clip  # noqa: E402
