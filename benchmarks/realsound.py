@@ -3,8 +3,9 @@
 The demo corpus is synthetic: every class comes from one synthesiser, so a model can score well on it
 without learning anything that transfers. The only real audio reachable offline here ships inside Debian
 packages (game sound effects, drum kits, spoken letters and words, sound themes, a soundfont; see
-``/work/shared/realsound/README.md``). This script turns them into a corpus in the demo corpus's layout
-(``clearsep_data.demo_corpus``), so ``clearsep-data build / train / iterate / evaluate`` run on it unchanged:
+``/work/shared/realsound/README.md``). This script turns them into a corpus in the demo corpus's layout,
+written with the same helpers (``clearsep_data.corpus_writer``), so ``clearsep-data build / train / iterate /
+evaluate`` run on it unchanged:
 
 1. ``apt-get download`` each package of :data:`PACKAGES` into ``--cache`` (skipped when the ``.deb`` is
    there) and stream its members with ``dpkg-deb --fsys-tarfile`` (nothing is installed); the licence of
@@ -48,22 +49,23 @@ import soundfile as sf
 
 from _common import finish, machine, phase
 from clearsep_data.audio import AudioError, load_audio, resample
-from clearsep_data.demo_corpus import (
+from clearsep_data.corpus_writer import (
     CLASS_LABELS,
     EVAL_SEGMENTS,
     MANIFEST,
     ONTOLOGY,
+    OUTPUTS,
     SETTINGS,
     TRAIN_SEGMENTS,
-    _active_rms,
-    _prepare,
-    _write_csv,
-    _write_flac,
-    _write_json,
-    _write_lines,
-    _ytids,
+    active_rms,
+    prepare_folder,
+    write_clip,
+    write_csv,
+    write_json,
+    write_segments,
+    youtube_like_ids,
 )
-from clearsep_data.ontology import Ontology, mid_slug
+from clearsep_data.ontology import Ontology
 
 VERSION = 1
 """Bumped whenever the corpus changes for the same arguments and packages."""
@@ -743,40 +745,11 @@ def render(plan: ClipPlan, clip_length: int) -> np.ndarray:
     tracks = np.zeros((len(plan.events), clip_length))
     for row, event in enumerate(plan.events):
         waveform = event.recording.waveform
-        unit = waveform / _active_rms(waveform, SAMPLING_RATE)
+        unit = waveform / active_rms(waveform, SAMPLING_RATE)
         for onset, gain_db in zip(event.onsets, event.gains_db):
             tracks[row, onset : onset + len(waveform)] += unit * 10 ** (gain_db / 20)
     peak = max(np.abs(tracks.sum(axis=0)).max(), np.abs(tracks).max())
     return np.round(tracks * (plan.peak * 32767 / peak)).astype(np.int16)
-
-
-def write_clip(out: Path, plan: ClipPlan, clip_length: int) -> list[tuple[str, str, str]]:
-    """Write the clip (and the track of each event when it has several); returns its reference manifest rows."""
-    tracks = render(plan, clip_length)
-    _write_flac(out / "audio" / f"{plan.ytid}.flac", tracks.sum(axis=0, dtype=np.int32).astype(np.int16), SAMPLING_RATE)
-    if len(plan.events) < 2:
-        return []
-    rows = []
-    for event, track in zip(plan.events, tracks):
-        path = f"references/{plan.ytid}/{mid_slug(event.recording.mid)}.flac"
-        _write_flac(out / path, track, SAMPLING_RATE)
-        rows.append((plan.ytid, event.recording.mid, path))
-    return rows
-
-
-def write_segments(path: Path, plans: Sequence[ClipPlan], seed: int) -> None:
-    """An AudioSet segments CSV (the demo corpus's format): three comment lines, then ``YTID, start, end, "mid,mid"``."""
-    labels = [label for plan in plans for label in plan.labels]
-    _write_lines(path, [
-        f"# Segments csv created by benchmarks/realsound.py (version {VERSION}, seed {seed})",
-        f"# num_ytids={len(plans)}, num_segs={len(plans)}, num_unique_labels={len(set(labels))}, "
-        f"num_positive_labels={len(labels)}",
-        "# YTID, start_seconds, end_seconds, positive_labels",
-        *(
-            f'{plan.ytid}, {plan.start_seconds:.3f}, {plan.start_seconds + CLIP_SECONDS:.3f}, "{",".join(plan.labels)}"'
-            for plan in plans
-        ),
-    ])
 
 
 def recording_rows(recordings: Sequence[Recording], split: str, ontology: Ontology) -> list[tuple]:
@@ -817,25 +790,31 @@ def write_corpus(
     if any(len(recording.waveform) > clip_length for recording in [*train, *held_out]):
         raise ValueError(f"recordings must be at most {CLIP_SECONDS} s long")
     out = Path(out)
-    _prepare(out, overwrite)
+    prepare_folder(out, overwrite, SETTINGS, (*OUTPUTS, RECORDINGS), kind="real-sound corpus")
     rng = np.random.default_rng(seed)
-    ytids = _ytids(rng, clips + eval_clips)
+    ytids = youtube_like_ids(rng, clips + eval_clips)
     n_single = int(round(single_event_fraction * clips))
     single = rng.permutation([True] * n_single + [False] * (clips - n_single))
     train_plans = plan_clips(Picker(train, ontology, rng), rng, ytids[:clips], single, clip_length)
     eval_plans = plan_clips(Picker(held_out, ontology, rng), rng, ytids[clips:], [False] * eval_clips, clip_length)
 
     (out / "audio").mkdir(parents=True, exist_ok=True)
-    manifest = [row for plan in [*train_plans, *eval_plans] for row in write_clip(out, plan, clip_length)]
-    write_segments(out / TRAIN_SEGMENTS, train_plans, seed)
-    write_segments(out / EVAL_SEGMENTS, eval_plans, seed)
+    manifest = [
+        row
+        for plan in [*train_plans, *eval_plans]
+        for row in write_clip(out, plan.ytid, render(plan, clip_length), plan.labels, SAMPLING_RATE)
+    ]
+    creator = f"benchmarks/realsound.py (version {VERSION}, seed {seed})"
+    for path, plans in ((TRAIN_SEGMENTS, train_plans), (EVAL_SEGMENTS, eval_plans)):
+        rows = [(plan.ytid, plan.start_seconds, plan.start_seconds + CLIP_SECONDS, plan.labels) for plan in plans]
+        write_segments(out / path, rows, creator)
     used = {recording.mid for recording in [*train, *held_out]}
     vocabulary = [(index, mid, ontology.name(mid)) for index, mid in enumerate(mid for mid in ontology.nodes if mid in used)]
-    _write_csv(out / CLASS_LABELS, ("index", "mid", "display_name"), vocabulary)
-    _write_csv(out / MANIFEST, ("ytid", "label", "path"), manifest)
+    write_csv(out / CLASS_LABELS, ("index", "mid", "display_name"), vocabulary)
+    write_csv(out / MANIFEST, ("ytid", "label", "path"), manifest)
     shutil.copyfile(ontology_file, out / ONTOLOGY)
     rows = recording_rows(train, "train", ontology) + recording_rows(held_out, "eval", ontology)
-    _write_csv(out / RECORDINGS, RECORDING_FIELDS, rows)
+    write_csv(out / RECORDINGS, RECORDING_FIELDS, rows)
     summary = {
         "train_clips": clips,
         "single_event_clips": n_single,
@@ -845,7 +824,7 @@ def write_corpus(
         "train_events_per_class": events_per_class(train_plans, ontology),
         "eval_events_per_class": events_per_class(eval_plans, ontology),
     }
-    _write_json(out / SETTINGS, {
+    write_json(out / SETTINGS, {
         "generator": "benchmarks/realsound.py",
         "version": VERSION,
         "seed": seed,
