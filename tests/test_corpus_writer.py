@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from clearsep_data.corpus import open_corpus
 from clearsep_data.corpus_writer import (
     BACKGROUND,
     SETTINGS,
@@ -78,3 +79,12 @@ def test_prepare_folder_clears_only_known_outputs_and_protects_foreign_data(tmp_
         prepare_folder(out, True, SETTINGS, ("audio", SETTINGS), kind="real-sound corpus")
     assert (out / "audio").is_dir()
 
+
+
+def test_a_written_corpus_opens(tmp_path):
+    """The helpers alone write a folder that open_corpus reads (with the shipped AudioSet label files)."""
+    tracks = np.full((2, 16000), 3000, np.int16)
+    write_clip(tmp_path, "abcdefghijA", tracks, ["/m/09x0r", "/m/05tny_"], 16000)
+    write_segments(tmp_path / "balanced_train_segments.csv", [("abcdefghijA", 0.0, 1.0, ("/m/09x0r", "/m/05tny_"))], "a test")
+    clip = next(iter(open_corpus(str(tmp_path))))
+    assert clip.labels == ("/m/09x0r", "/m/05tny_")

@@ -25,7 +25,7 @@ def build(
     max_leakage_db: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
     iteration: Annotated[int, typer.Option(help="Round of the ClearSep loop, stored with every track.")] = 0,
     segments: Annotated[Optional[str], typer.Option(help="Segments CSV of an AudioSet-style folder (default balanced_train_segments.csv).")] = None,
-    ontology: Annotated[Optional[str], typer.Option(help="ontology.json to use instead of the corpus's own.")] = None,
+    ontology: Annotated[Optional[str], typer.Option(help="ontology.json to use instead of the corpus's own (`audioset`: the copy shipped with clearsep-data).")] = None,
     split: Annotated[str, typer.Option(help="Split: of a Hugging Face dataset corpus, or `{split}_segments.csv` of a folder (`train`: balanced_train_segments.csv).")] = "train",
     labels_column: Annotated[str, typer.Option(help="Labels column of a Hugging Face dataset corpus.")] = "labels",
     audio_column: Annotated[str, typer.Option(help="Audio column of a Hugging Face dataset corpus.")] = "audio",

@@ -37,9 +37,11 @@ class TrainingArguments:
     model_config: dict = field(default_factory=dict)
     """Overrides of the preset's ``ClearSepConfig`` fields for a new model."""
     vocabulary: str | None = None
-    """AudioSet ``class_labels_indices.csv`` for a new model's queries (else the labels found in the data; unused with ``init``)."""
+    """AudioSet ``class_labels_indices.csv`` for a new model's queries (else the labels found in the data; unused with ``init``);
+    ``"audioset"``: the 527-class list shipped with the package (:mod:`clearsep_data.audioset`)."""
     ontology: str | None = None
-    """AudioSet ``ontology.json``; without it (and without a natural corpus) labels are exclusive iff different."""
+    """AudioSet ``ontology.json`` (``"audioset"``: the copy shipped with the package); without it (and without a natural
+    corpus) labels are exclusive iff different."""
     natural_corpus: str | None = None
     """AudioSet-style folder (``clearsep_data.corpus.open_corpus``) holding the original clips of the tracks."""
     natural_segments: str | None = None
