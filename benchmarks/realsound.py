@@ -48,6 +48,7 @@ import numpy as np
 import soundfile as sf
 
 from _common import finish, machine, phase
+from clearsep_data import audioset
 from clearsep_data.audio import AudioError, load_audio, resample
 from clearsep_data.corpus_writer import (
     CLASS_LABELS,
@@ -907,8 +908,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--cache", type=Path, default=Path.home() / ".cache" / "clearsep" / "realsound", help="Where .deb files are kept."
     )
-    parser.add_argument("--audioset", type=Path, default=Path("/work/shared/audioset"),
-                        help="Folder with AudioSet's ontology.json (CC BY-SA 4.0), shipped with the corpus.")
+    parser.add_argument("--audioset", type=Path, default=audioset.FOLDER,
+                        help="Folder with AudioSet's ontology.json (CC BY-SA 4.0), copied into the corpus "
+                        "(default: the copy shipped with clearsep-data).")
     parser.add_argument("--clips", type=int, default=300, help="Training clips.")
     parser.add_argument("--eval-clips", type=int, default=60, help="Held-out multi-event clips with references.")
     parser.add_argument("--single-event-fraction", type=float, default=SINGLE_EVENT_FRACTION)
