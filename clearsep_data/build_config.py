@@ -33,7 +33,7 @@ class BuildConfig:
     iteration: int = field(default=0, metadata={"help": "Round of the ClearSep loop, stored with every track."})
     segments: str | None = field(default=None, metadata={
         "help": "Segments CSV of an AudioSet-style folder (default balanced_train_segments.csv)."})
-    ontology: str | None = field(default=None, metadata={"help": "ontology.json to use instead of the corpus's own."})
+    ontology: str | None = field(default=None, metadata={"help": "ontology.json to use instead of the corpus's own (`audioset`: the copy shipped with clearsep-data)."})
     split: str = field(default="train", metadata={
         "help": "Split: of a Hugging Face dataset corpus, or `{split}_segments.csv` of a folder (`train`: balanced_train_segments.csv)."})
     labels_column: str = field(default="labels", metadata={"help": "Labels column of a Hugging Face dataset corpus."})

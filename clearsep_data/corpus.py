@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clearsep_data import audioset
 from clearsep_data.audio import AudioError, audio_duration, load_audio
 from clearsep_data.errors import ClearSepError
 from clearsep_data.ontology import Ontology
@@ -134,7 +136,9 @@ class Corpus(ABC):
         return waveform
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, classes={len(self.vocabulary)})"
+        shipped = getattr(self, "shipped_label_files", ())
+        note = f", shipped_label_files={shipped!r}" if shipped else ""
+        return f"{type(self).__name__}(name={self.name!r}, classes={len(self.vocabulary)}{note})"
 
     def content_digest(self) -> str:
         """A digest of what the corpus lists (its rows, ontology and vocabulary), not of where it lies.
@@ -185,8 +189,24 @@ class AudioSetFolder(Corpus):
                 f"{self.segments_path} has no data rows (only comments, blank lines or a header): "
                 f"add one line per clip, {', '.join(SEGMENTS_COLUMNS)}"
             )
-        ontology_obj, vocabulary = load_label_space(self.root, ontology)
+        ontology_path, labels_path = locate_label_files(self.root, ontology, fallback=True)
+        shipped = tuple(path.name for path in (ontology_path, labels_path) if path.parent == audioset.FOLDER)
+        ontology_obj = Ontology.from_json(ontology_path)
+        try:
+            vocabulary = read_class_labels(labels_path, ontology_obj)
+        except CorpusError:
+            if labels_path.parent != audioset.FOLDER or ontology_path.parent == audioset.FOLDER:
+                raise
+            locate_label_files(self.root, ontology)  # a folder's own non-AudioSet ontology: say the class list is missing
+            raise
         super().__init__(self.root.name, ontology_obj, vocabulary)
+        self.shipped_label_files = shipped
+        """Names of the label files taken from the AudioSet copies shipped with the package (named or fallen back to)."""
+        if shipped and not audioset.is_shipped(ontology):
+            _say_once(
+                f"note: {self.root} has no {' or '.join(shipped)}: using the AudioSet "
+                f"{' and '.join(shipped)} shipped with clearsep-data ({len(self.vocabulary)} classes; by Google, CC BY-SA 4.0)"
+            )
         self._audio_index: dict[str, str] | None = None
         self._num_rows: int | None = None
 
@@ -327,34 +347,52 @@ def index_audio_files(root: Path) -> dict[str, str]:
 
 
 def load_label_space(
-    folder: Path | None, ontology: str | os.PathLike | None, hub_repo: str | None = None
+    folder: Path | None, ontology: str | os.PathLike | None, hub_repo: str | None = None, *, fallback: bool = False
 ) -> tuple[Ontology, list[str]]:
     """The ontology and the vocabulary (``class_labels_indices.csv`` MIDs, in index order) of a corpus.
 
-    ``ontology.json`` is ``ontology`` if given, else the one in ``folder``, else the one of the Hub
-    dataset ``hub_repo``. ``class_labels_indices.csv`` is looked for in ``folder``, next to the
-    ontology file, then in ``hub_repo``.
+    See :func:`locate_label_files` for where the two files are looked for.
+    """
+    ontology_path, labels_path = locate_label_files(folder, ontology, hub_repo, fallback=fallback)
+    parsed = Ontology.from_json(ontology_path)
+    return parsed, read_class_labels(labels_path, parsed)
+
+
+def locate_label_files(
+    folder: Path | None, ontology: str | os.PathLike | None, hub_repo: str | None = None, *, fallback: bool = False
+) -> tuple[Path, Path]:
+    """The ``ontology.json`` and ``class_labels_indices.csv`` of a corpus.
+
+    ``ontology.json`` is ``ontology`` if given (``"audioset"``: the copy shipped with the package, see
+    :mod:`clearsep_data.audioset`), else the one in ``folder``, else the one of the Hub dataset ``hub_repo``.
+    ``class_labels_indices.csv`` is looked for in ``folder``, next to the ontology file, then in ``hub_repo``.
+    With ``fallback`` (AudioSet-style folders), a file found nowhere is the shipped AudioSet one instead of an error.
     """
     if ontology is not None:
-        ontology_path = Path(ontology)
+        ontology_path = audioset.ontology_file(ontology)
         if not ontology_path.is_file():
             raise CorpusError(f"{ontology_path}: ontology file not found")
     else:
         ontology_path = _locate(
-            ONTOLOGY_FILE, [folder], hub_repo, "pass ontology=PATH (AudioSet's ontology.json, https://github.com/audioset/ontology)"
+            ONTOLOGY_FILE,
+            [folder],
+            hub_repo,
+            "pass ontology=PATH (AudioSet's ontology.json, https://github.com/audioset/ontology), "
+            f"or ontology={audioset.SHIPPED} for the copy shipped with clearsep-data",
+            audioset.ONTOLOGY_PATH if fallback else None,
         )
     labels_path = _locate(
         CLASS_LABELS_FILE,
         [folder, ontology_path.parent],
         hub_repo,
         "place AudioSet's class_labels_indices.csv (header index,mid,display_name) next to the ontology",
+        audioset.CLASS_LABELS_PATH if fallback else None,
     )
-    parsed = Ontology.from_json(ontology_path)
-    return parsed, read_class_labels(labels_path, parsed)
+    return ontology_path, labels_path
 
 
-def _locate(filename: str, folders: list[Path | None], hub_repo: str | None, advice: str) -> Path:
-    """``filename`` in the first of ``folders`` holding it, else from the Hub dataset ``hub_repo``."""
+def _locate(filename: str, folders: list[Path | None], hub_repo: str | None, advice: str, fallback: Path | None = None) -> Path:
+    """``filename`` in the first of ``folders`` holding it, else from the Hub dataset ``hub_repo``, else ``fallback``."""
     folders = list(dict.fromkeys(folder for folder in folders if folder is not None))
     for folder in folders:
         if (folder / filename).is_file():
@@ -367,7 +405,19 @@ def _locate(filename: str, folders: list[Path | None], hub_repo: str | None, adv
             return Path(hf_hub_download(hub_repo, filename, repo_type="dataset"))
         except Exception as error:  # not in the repository, no network, gated: say which
             places.append(f"the Hub dataset {hub_repo} ({_first_line(error)})")
+    if fallback is not None:
+        return fallback
     raise CorpusError(f"no {filename} in {' or '.join(places)}: {advice}")
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """Print ``message`` on stderr the first time this process says it."""
+    if message not in _SAID:
+        _SAID.add(message)
+        print(message, file=sys.stderr)
 
 
 def _first_line(error: Exception) -> str:

@@ -11,38 +11,40 @@ Output is deterministic: the same arguments give byte-identical files.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from clearsep_data import synth
-from clearsep_data.ontology import Ontology, OntologyNode, mid_slug
+from clearsep_data.corpus_writer import (  # noqa: F401  (YTID_* and MANIFEST re-exported: the demo corpus's layout)
+    BACKGROUND,
+    CLASS_LABELS,
+    EVAL_SEGMENTS,
+    MANIFEST,
+    ONTOLOGY,
+    OUTPUTS,
+    SETTINGS,
+    TRAIN_SEGMENTS,
+    YTID_ALPHABET,
+    YTID_LAST,
+    active_rms,
+    prepare_folder,
+    write_clip,
+    write_csv,
+    write_json,
+    write_segments,
+    youtube_like_ids,
+)
+from clearsep_data.ontology import Ontology, OntologyNode
 
 GENERATOR_VERSION = 2
 """Bumped whenever the generated audio or files change for the same arguments."""
 
 SINGLE_EVENT_FRACTION = 0.4
-BACKGROUND = "background"
-
-TRAIN_SEGMENTS = "balanced_train_segments.csv"
-EVAL_SEGMENTS = "eval_segments.csv"
-CLASS_LABELS = "class_labels_indices.csv"
-ONTOLOGY = "ontology.json"
-SETTINGS = "corpus.json"
-MANIFEST = "references/manifest.csv"
-_OUTPUTS = ("audio", "references", TRAIN_SEGMENTS, EVAL_SEGMENTS, CLASS_LABELS, ONTOLOGY, SETTINGS)
-
-YTID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-YTID_LAST = "AEIMQUYcgkosw048"
-"""An 11-character YouTube id encodes 64 bits, so its last character carries only 4: one of these 16."""
 
 
 @dataclass(frozen=True)
@@ -182,11 +184,11 @@ def generate_demo_corpus(
     eval_clips = default_eval_clips(clips) if eval_clips is None else eval_clips
     _check_settings(clips, eval_clips, sampling_rate, seconds, single_event_fraction)
     out = Path(out_dir)
-    _prepare(out, overwrite)
+    prepare_folder(out, overwrite, SETTINGS, OUTPUTS, kind="demo corpus")
     length = int(round(seconds * sampling_rate))
 
     plan_rng = np.random.default_rng(seed)
-    ytids = _ytids(plan_rng, clips + eval_clips)
+    ytids = youtube_like_ids(plan_rng, clips + eval_clips)
     clip_seeds = np.random.SeedSequence(seed).spawn(clips + eval_clips)
     n_single = int(round(single_event_fraction * clips))
     train_single = plan_rng.permutation([1] * n_single + [0] * (clips - n_single))
@@ -202,9 +204,9 @@ def generate_demo_corpus(
 
     _write_segments(out / TRAIN_SEGMENTS, train, seconds, seed)
     _write_segments(out / EVAL_SEGMENTS, held_out, seconds, seed)
-    _write_csv(out / CLASS_LABELS, ("index", "mid", "display_name"), [(i, *entry) for i, entry in enumerate(label_vocabulary())])
-    _write_csv(out / MANIFEST, ("ytid", "label", "path"), manifest)
-    _write_json(out / ONTOLOGY, demo_ontology().to_entries())
+    write_csv(out / CLASS_LABELS, ("index", "mid", "display_name"), [(i, *entry) for i, entry in enumerate(label_vocabulary())])
+    write_csv(out / MANIFEST, ("ytid", "label", "path"), manifest)
+    write_json(out / ONTOLOGY, demo_ontology().to_entries())
     summary = DemoCorpusSummary(
         out_dir=out,
         seed=seed,
@@ -219,7 +221,7 @@ def generate_demo_corpus(
         train_clips_per_class=_clips_per_class(train),
         eval_clips_per_class=_clips_per_class(held_out),
     )
-    _write_json(out / SETTINGS, {
+    write_json(out / SETTINGS, {
         "generator": "clearsep-data demo-corpus",
         "version": GENERATOR_VERSION,
         "seed": seed,
@@ -247,38 +249,6 @@ def _check_settings(clips: int, eval_clips: int, sampling_rate: int, seconds: fl
         raise ValueError(f"sampling_rate must be between 8000 and 192000 Hz (got {sampling_rate})")
     if not 1.0 <= seconds <= 600.0:
         raise ValueError(f"seconds must be between 1 and 600 (got {seconds})")
-
-
-def _prepare(out: Path, overwrite: bool) -> None:
-    """Make ``out`` ready: refuse a non-empty folder unless ``overwrite``, then clear only what we write."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
-    if not out.exists() or not any(out.iterdir()):
-        out.mkdir(parents=True, exist_ok=True)
-        return
-    if not overwrite:
-        raise FileExistsError(f"{out} is not empty; choose another folder, or overwrite it (--overwrite)")
-    if not (out / SETTINGS).exists() and ((out / "audio").exists() or (out / "references").exists()):
-        raise FileExistsError(
-            f"{out} has audio/ or references/ but no {SETTINGS}: it does not look like a demo corpus, refusing to delete it"
-        )
-    for name in _OUTPUTS:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-
-
-def _ytids(rng: np.random.Generator, count: int) -> list[str]:
-    """``count`` distinct YouTube-like ids."""
-    ids: dict[str, None] = {}
-    while len(ids) < count:
-        body = rng.integers(0, len(YTID_ALPHABET), (count, 10))
-        last = rng.integers(0, len(YTID_LAST), count)
-        for row, end in zip(body, last):
-            ids.setdefault("".join(YTID_ALPHABET[i] for i in row) + YTID_LAST[end], None)
-    return list(ids)[:count]
 
 
 def _plan_split(
@@ -325,78 +295,29 @@ def _render(plan: _ClipPlan, sampling_rate: int, length: int) -> np.ndarray:
     tracks = np.zeros((len(plan.events) + (plan.background_db is not None), length))
     for row, event in enumerate(plan.events):
         sound = event.demo.synthesize(rng, event.length, sampling_rate)
-        sound *= 10 ** (event.gain_db / 20) / _active_rms(sound, sampling_rate)
+        sound *= 10 ** (event.gain_db / 20) / active_rms(sound, sampling_rate)
         sound[:fade] *= ramp
         sound[len(sound) - fade :] *= ramp[::-1]
         tracks[row, event.onset : event.onset + event.length] = sound
     if plan.background_db is not None:
         room = synth.room_tone(rng, length, sampling_rate)
-        tracks[-1] = room * 10 ** (plan.background_db / 20) / _active_rms(room, sampling_rate)
+        tracks[-1] = room * 10 ** (plan.background_db / 20) / active_rms(room, sampling_rate)
     peak = max(np.abs(tracks.sum(axis=0)).max(), np.abs(tracks).max())
     return np.round(tracks * (plan.peak * 32767 / peak)).astype(np.int16)
 
 
-def _active_rms(signal: np.ndarray, sampling_rate: int) -> float:
-    """RMS over the louder half of 20 ms frames: the level of a sound while it sounds, pauses excluded."""
-    hop = max(int(0.02 * sampling_rate), 1)
-    frames = signal[: len(signal) // hop * hop].reshape(-1, hop) if len(signal) >= hop else signal[None, :]
-    energy = np.sort((frames**2).mean(axis=1))
-    return float(np.sqrt(energy[len(energy) // 2 :].mean()) + 1e-12)
-
-
 def _write_clip(out: Path, plan: _ClipPlan, sampling_rate: int, length: int) -> list[tuple[str, str, str]]:
     """Write the clip's audio (and its references when it has several events); returns its manifest rows."""
-    tracks = _render(plan, sampling_rate, length)
-    _write_flac(out / "audio" / f"{plan.ytid}.flac", tracks.sum(axis=0, dtype=np.int32).astype(np.int16), sampling_rate)
-    if len(plan.events) < 2:
-        return []
-    rows = []
     labels = [event.demo.mid for event in plan.events] + ([BACKGROUND] if plan.background_db is not None else [])
-    for label, track in zip(labels, tracks):
-        path = f"references/{plan.ytid}/{BACKGROUND if label == BACKGROUND else mid_slug(label)}.flac"
-        _write_flac(out / path, track, sampling_rate)
-        rows.append((plan.ytid, label, path))
-    return rows
-
-
-def _write_flac(path: Path, samples: np.ndarray, sampling_rate: int) -> None:
-    """Write int16 samples as 16-bit FLAC unchanged (no float round trip, so references sum exactly)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, samples, sampling_rate, format="FLAC", subtype="PCM_16")
+    return write_clip(out, plan.ytid, _render(plan, sampling_rate, length), labels, sampling_rate)
 
 
 def _write_segments(path: Path, plans: Sequence[_ClipPlan], seconds: float, seed: int) -> None:
-    """An AudioSet segments CSV: three comment lines, then ``YTID, start, end, "mid,mid"`` rows."""
-    labels = [label for plan in plans for label in plan.labels]
-    _write_lines(path, [
-        f"# Segments csv created by clearsep-data demo-corpus (version {GENERATOR_VERSION}, seed {seed})",
-        f"# num_ytids={len(plans)}, num_segs={len(plans)}, num_unique_labels={len(set(labels))}, num_positive_labels={len(labels)}",
-        "# YTID, start_seconds, end_seconds, positive_labels",
-        *(
-            f'{plan.ytid}, {plan.start_seconds:.3f}, {plan.start_seconds + seconds:.3f}, "{",".join(plan.labels)}"'
-            for plan in plans
-        ),
-    ])
+    """An AudioSet segments CSV of the split's clips."""
+    rows = [(plan.ytid, plan.start_seconds, plan.start_seconds + seconds, plan.labels) for plan in plans]
+    write_segments(path, rows, creator=f"clearsep-data demo-corpus (version {GENERATOR_VERSION}, seed {seed})")
 
 
 def _clips_per_class(plans: Sequence[_ClipPlan]) -> dict[str, int]:
     counts = Counter(event.demo.name for plan in plans for event in plan.events)
     return {demo.name: counts[demo.name] for demo in DEMO_CLASSES}
-
-
-def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """A plain CSV (fields quoted only where needed, like ``"Chirp, tweet"``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def _write_lines(path: Path, lines: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _write_json(path: Path, value: object) -> None:
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -160,6 +160,8 @@ def round_arguments(config: LoopConfig, round_index: int, tracks: Path, model_di
         options["vocabulary"] = str(corpus / "class_labels_indices.csv")
     if (corpus / "ontology.json").exists():
         options["ontology"] = str(corpus / "ontology.json")
+    elif corpus.is_dir() and any(corpus.glob("*segments*.csv")):  # an AudioSet folder falls back to the shipped ontology
+        options["ontology"] = "audioset"
     if round_index > 0 and config.natural_rate > 0:
         options.update(natural_corpus=config.corpus, natural_rate=config.natural_rate)
     if init is not None:  # the architecture comes from the previous round's model

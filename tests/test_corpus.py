@@ -293,8 +293,7 @@ def test_ontology_override_and_label_file_errors(tmp_path):
     root = tmp_path / "corpus"
     root.mkdir()
     write_segments(root / "balanced_train_segments.csv", 'abcdefghijk, 0.000, 1.000, "/m/09x0r"\n')
-    with pytest.raises(CorpusError, match="no ontology.json in .*corpus: pass ontology=PATH"):
-        open_corpus(str(root))
+    assert len(open_corpus(str(root)).vocabulary) == 527  # no label files: AudioSet's shipped ones (test_audioset_data.py)
 
     labels = tmp_path / "labels"
     write_label_files(labels)

@@ -53,9 +53,11 @@ class TrainingArguments:
     model_config: dict = field(default_factory=dict, metadata={
         "help": "KEY=VALUE override of a new model's config (repeatable).", "cli": ("model_config",)})
     vocabulary: str | None = field(default=None, metadata={
-        "help": "class_labels_indices.csv for a new model's queries (default: the labels in the data).", "cli": ("vocabulary",)})
+        "help": "class_labels_indices.csv for a new model's queries (default: the labels in the data; `audioset`: AudioSet's 527 classes, shipped).",
+        "cli": ("vocabulary",)})
     ontology: str | None = field(default=None, metadata={
-        "help": "AudioSet ontology.json: which labels may be mixed together.", "cli": ("ontology",)})
+        "help": "AudioSet ontology.json: which labels may be mixed together (`audioset`: the copy shipped with clearsep-data).",
+        "cli": ("ontology",)})
     steps: int = field(default=10_000, metadata={"help": "Optimisation steps."})
     batch_size: int = field(default=8, metadata={"help": "Mixtures per process per micro-batch."})
     segment_seconds: float = field(default=4.0, metadata={

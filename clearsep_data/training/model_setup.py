@@ -73,12 +73,18 @@ def extend_vocabulary(model, labels: dict[str, str], source: str):
 
 
 def _read_vocabulary(path: str, ontology) -> tuple[list[str], list[str]]:
+    from clearsep_data import audioset
     from clearsep_data.corpus import CorpusError, read_class_labels
+    from clearsep_data.ontology import Ontology
 
+    if ontology is None and audioset.is_shipped(path):
+        ontology = Ontology.from_json(audioset.ONTOLOGY_PATH)  # AudioSet's class list comes with its ontology
     if ontology is None:
-        raise TrainingError(f"--vocabulary {path} needs an ontology (--ontology ontology.json or --natural-corpus)")
+        raise TrainingError(
+            f"--vocabulary {path} needs an ontology (--ontology ontology.json, --ontology {audioset.SHIPPED} or --natural-corpus)"
+        )
     try:
-        mids = read_class_labels(path, ontology)
+        mids = read_class_labels(audioset.class_labels_file(path), ontology)
     except CorpusError as error:
         raise TrainingError(str(error)) from None
     return mids, [ontology.name(mid) for mid in mids]

@@ -89,11 +89,12 @@ def _open_natural_corpus(args: TrainingArguments):
 
 
 def _load_ontology(args: TrainingArguments, corpus):
+    from clearsep_data import audioset
     from clearsep_data.ontology import Ontology, OntologyError
 
     if args.ontology is not None:
         try:
-            return Ontology.from_json(args.ontology)
+            return Ontology.from_json(audioset.ontology_file(args.ontology))
         except OntologyError as error:
             raise TrainingError(str(error)) from None
     return corpus.ontology if corpus is not None else None
