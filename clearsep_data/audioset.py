@@ -2,7 +2,7 @@
 
 Both files are Google's, under CC BY-SA 4.0 (see ``data/audioset/LICENSE``), not ClearSep's Apache-2.0.
 Wherever an ontology or class list path is accepted, the value :data:`SHIPPED` (``"audioset"``) names them;
-an AudioSet-style folder without its own copies falls back to them (:func:`clearsep_data.corpus.load_label_space`).
+an AudioSet-style folder without its own copies falls back to them (:func:`clearsep_data.label_space.load_label_space`).
 """
 
 from __future__ import annotations

@@ -8,3 +8,7 @@ The command line reports any of them as one line (``clearsep_data.cli.errors.fai
 
 class ClearSepError(ValueError):
     """A file, folder, option or dataset ClearSep cannot use; the message names it and says what is wrong."""
+
+
+class CorpusError(ClearSepError):
+    """A corpus that cannot be opened: unknown source, missing or malformed metadata files."""

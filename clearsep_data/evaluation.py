@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from clearsep_data.audio import AudioError, fit_length, load_audio
-from clearsep_data.corpus import CSV_ENCODING, AudioSetFolder, Clip, Corpus, Skip
+from clearsep_data.corpus import AudioSetFolder, Clip, Corpus, Skip
+from clearsep_data.label_space import CSV_ENCODING
 from clearsep_data.errors import ClearSepError
 from clearsep_data.metrics import sdr, si_sdr
 

@@ -10,7 +10,9 @@ import pytest
 import soundfile as sf
 
 from clearsep_data import audioset
-from clearsep_data.corpus import CorpusError, load_label_space, open_corpus
+from clearsep_data.corpus import open_corpus
+from clearsep_data.errors import CorpusError
+from clearsep_data.label_space import load_label_space
 from clearsep_data.ontology import Ontology
 
 REPO = Path(__file__).resolve().parents[1]

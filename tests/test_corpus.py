@@ -26,13 +26,13 @@ from clearsep_data.corpus import (
     SILENCE_PEAK_DBFS,
     AudioSetFolder,
     Clip,
-    CorpusError,
-    HuggingFaceCorpus,
     Skip,
     open_corpus,
     read_skips,
     write_skips,
 )
+from clearsep_data.errors import CorpusError
+from clearsep_data.hf_corpus import HuggingFaceCorpus
 from clearsep_data.ontology import OntologyError
 
 SR = 16000

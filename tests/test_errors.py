@@ -7,8 +7,7 @@ import pytest
 from clearsep_data.audio import AudioError
 from clearsep_data.build_folder import BuildError
 from clearsep_data.cli.errors import USER_ERRORS
-from clearsep_data.corpus import CorpusError
-from clearsep_data.errors import ClearSepError
+from clearsep_data.errors import ClearSepError, CorpusError
 from clearsep_data.evaluation import BenchmarkError
 from clearsep_data.filtering import ThresholdsError
 from clearsep_data.hub.staging import StagingError

@@ -74,7 +74,8 @@ def extend_vocabulary(model, labels: dict[str, str], source: str):
 
 def _read_vocabulary(path: str, ontology) -> tuple[list[str], list[str]]:
     from clearsep_data import audioset
-    from clearsep_data.corpus import CorpusError, read_class_labels
+    from clearsep_data.errors import CorpusError
+    from clearsep_data.label_space import read_class_labels
     from clearsep_data.ontology import Ontology
 
     if ontology is None and audioset.is_shipped(path):
