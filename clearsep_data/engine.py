@@ -256,13 +256,12 @@ def progress_bar():
     """A rich progress bar of the clips of every process, with clips/s, tracks and skipped clips."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(
+    return Progress(  # fits 80 columns: clips done/total, clips/s, tracks accepted and rejected, clips skipped
         TextColumn("[bold]build"),
-        BarColumn(),
+        BarColumn(bar_width=12),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} clips/s"),
-        TextColumn("tracks {task.fields[accepted]} accepted, {task.fields[rejected]} rejected"),
-        TextColumn("skipped {task.fields[skipped]}"),
+        TextColumn("{task.fields[rate]}/s"),
+        TextColumn("acc {task.fields[accepted]} rej {task.fields[rejected]} skip {task.fields[skipped]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
