@@ -54,7 +54,8 @@ def stage_dataset(
     from datasets.utils.py_utils import convert_file_size_to_int
     from huggingface_hub import DatasetCard
 
-    from clearsep_data.stats import PROVENANCE_FILES, DatasetFiles, StatsError, compute_stats, open_shard, write_plots
+    from clearsep_data.stats import PROVENANCE_FILES, DatasetFiles, StatsError, compute_stats, open_shard
+    from clearsep_data.stats_plots import write_plots
     from clearsep_data.build_folder import dataset_card_data, write_shards
 
     source = Path(dataset_dir)

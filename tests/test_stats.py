@@ -11,7 +11,8 @@ from conftest import REJECTED_ROWS, TRAIN_ROWS, write_track_dataset
 from typer.testing import CliRunner
 
 from clearsep_data.cli import app
-from clearsep_data.stats import QUALITY_FIELDS, StatsError, compute_stats, summary_tables, write_plots
+from clearsep_data.stats import QUALITY_FIELDS, StatsError, compute_stats, summary_tables
+from clearsep_data.stats_plots import write_plots
 
 FIELD_INDEX = {name: 2 + position for position, name in enumerate(QUALITY_FIELDS)}
 

@@ -21,7 +21,8 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
-    from clearsep_data.stats import compute_stats, summary_tables, write_plots
+    from clearsep_data.stats import compute_stats, summary_tables
+    from clearsep_data.stats_plots import write_plots
 
     console = Console()
     try:
