@@ -89,6 +89,7 @@ class BlockRunner:
         self.mine: set[int] = set()
         """Blocks this process handles in this run."""
         self._checking: tuple[int, list[str]] | None = None
+        self._others_seen: dict[int, Counter] = {}
 
     def run(self, on_clip=None) -> int:
         """Process every pending block of this process; returns the number of corpus rows.
@@ -166,12 +167,18 @@ class BlockRunner:
         self.folder.commit_block(pending["block"], splits, pending["skips"], manifest, self.features)
 
     def others(self) -> Counter:
-        """Counts of the blocks committed by other processes or earlier runs (one folder listing)."""
-        counts: Counter = Counter()
+        """Counts of the blocks committed by other processes or earlier runs.
+
+        One folder listing; a committed block never changes, so each manifest is read once, when it first appears.
+        """
         for number, block in self.folder.committed_blocks().items():
-            if number not in self.mine:
-                counts.update(block.manifest()["counts"])
-        return counts
+            if number not in self.mine and number not in self._others_seen:
+                self._others_seen[number] = Counter(block.manifest()["counts"])
+        return sum(self._others_seen.values(), Counter())
+
+    def committed_count(self) -> int:
+        """Blocks committed so far by every process (as of the last :meth:`others`) and by this one."""
+        return len(self._others_seen) + len(self.mine)
 
 
 def finalize(config: BuildConfig, folder: BuildFolder, fingerprint: dict, rows: int, features) -> BuildSummary:
@@ -351,9 +358,9 @@ def _run_with_progress(runner: BlockRunner, corpus, block_size: int, show: bool)
 
         rows = runner.run(on_clip)
         expected = math.ceil(rows / block_size)
-        while True:  # the other processes' last blocks
+        while True:  # the other processes' last blocks (this process's own are committed once run() returns)
             others = runner.others()
             show()
-            if len(runner.folder.committed_blocks()) >= expected:
+            if runner.committed_count() >= expected:
                 return rows
             time.sleep(0.5)
