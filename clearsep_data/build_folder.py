@@ -225,7 +225,6 @@ class BuildFolder:
         for name in (self.README, self.SKIPS, self.MANIFEST):
             (self.root / name).unlink(missing_ok=True)
         shutil.rmtree(self.work, ignore_errors=True)
-        self.remove_stale_temporaries()
 
     def remove_stale_temporaries(self) -> None:
         """Temporaries of a killed build (the lock is held, so none belongs to a live one)."""
