@@ -63,7 +63,7 @@ def worker(args: argparse.Namespace) -> None:
         results[f"{seconds:g}"] = {
             "seconds": round(elapsed, 3),
             "seconds_per_audio_second": round(elapsed / seconds, 5),
-            "chunks": len(model.chunk_plan(len(audio))),
+            "chunks": len(model.feature_extractor.chunk_plan(len(audio))),
             "peak_rss_mib": mib(peak),
             "working_mib": mib(max(0, peak - baseline - arrays)),
             "input_output_mib": mib(arrays),

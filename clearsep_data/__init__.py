@@ -2,12 +2,20 @@
 
 ``from clearsep_data import ClearSepModel, ClearSepConfig`` imports the model lazily (torch and transformers are
 only loaded when the model is first used, which keeps the command line fast) and registers ``"clearsep"`` with
-transformers' ``AutoConfig`` / ``AutoModel``.
+transformers' ``AutoConfig`` / ``AutoModel`` / ``AutoFeatureExtractor`` and the
+``audio-source-separation`` pipeline with ``PIPELINE_REGISTRY``.
 """
 
 __version__ = "0.1.0"
 
-_MODEL_EXPORTS = ("ClearSepConfig", "ClearSepLoadError", "ClearSepModel", "ClearSepOutput")
+_MODEL_EXPORTS = (
+    "AudioSourceSeparationPipeline",
+    "ClearSepConfig",
+    "ClearSepFeatureExtractor",
+    "ClearSepLoadError",
+    "ClearSepModel",
+    "ClearSepOutput",
+)
 
 
 def __getattr__(name: str):

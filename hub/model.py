@@ -1,10 +1,9 @@
-"""Stage a trained ClearSepModel folder as a Hub model repository: config, safetensors, card.
+"""Stage a trained ClearSepModel folder as a Hub model repository: config, code, safetensors, card.
 
-``library_name`` is ``clearsep-data``, not ``transformers``: the checkpoint is a regular
-transformers folder, but ``model_type="clearsep"`` is registered with ``AutoModel`` only once
-``clearsep_data`` is imported. With ``library_name: transformers`` the Hub would show every visitor
-an ``AutoModel.from_pretrained`` snippet that fails without our package; the card's own usage
-section shows the working one.
+The repository carries ClearSep's modeling code (``auto_map`` and ``custom_pipelines`` in ``config.json``, the
+feature extractor in ``preprocessor_config.json``), so ``AutoModel.from_pretrained(repo, trust_remote_code=True)``
+and ``pipeline("audio-source-separation", model=repo, trust_remote_code=True)`` work with transformers alone;
+``library_name`` is therefore ``transformers`` and the card's usage section shows both.
 """
 
 from __future__ import annotations
@@ -26,9 +25,9 @@ from clearsep_data.hub.staging import (
     write_json,
 )
 
-LIBRARY_NAME = "clearsep-data"
+LIBRARY_NAME = "transformers"
 DEFAULT_LICENSE = "apache-2.0"
-MODEL_TAGS = ["audio", "source-separation", "audioset", "query-conditioned", "clearsep"]
+MODEL_TAGS = ["audio", "source-separation", "audioset", "query-conditioned", "clearsep", "custom_code"]
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 PROVENANCE_FILES = ("eval.json", "training_args.json")
 METRIC_NAMES = {"sdr": "SDR (dB)", "si_sdr": "SI-SDR (dB)", "sdri": "SDRi (dB)", "si_sdri": "SI-SDRi (dB)"}
@@ -47,8 +46,9 @@ def stage_model(
 ) -> StagedRepo:
     """Write the repository of the ``save_pretrained`` folder ``model_dir`` to ``stage_dir``.
 
-    The repository holds ``config.json``, the safetensors weights (pickled weights are refused),
-    ``eval.json`` / ``training_args.json`` when present (credential-like keys removed) and a
+    The repository holds ``config.json`` and the code it names (written by the installed ClearSep, see
+    :func:`_write_code`), ``preprocessor_config.json``, the safetensors weights (pickled weights are
+    refused), ``eval.json`` / ``training_args.json`` when present (credential-like keys removed) and a
     ``README.md`` model card with ``model-index`` results from ``eval.json``. ``datasets`` (Hub ids)
     default to the Hub ids among ``training_args.json``'s ``datasets``.
     """
@@ -67,7 +67,7 @@ def stage_model(
         _check_eval(evaluation, source / "eval.json")
 
     stage = prepare_stage_dir(stage_dir)
-    shutil.copy2(source / "config.json", stage / "config.json")
+    _write_code(source, stage)
     for path in weights:
         shutil.copy2(path, stage / path.name)
     for name, value in provenance.items():
@@ -89,7 +89,23 @@ def stage_model(
     values = _card_values(config, weights, training, evaluation, repo_id, model_name)
     card = render_card(ModelCard, card_data, "model_card.md", **values)
     (stage / "README.md").write_text(str(card), encoding="utf-8")
-    return StagedRepo(stage, "model", repo_id, replaced_patterns=("*.safetensors", "model.safetensors.index.json"))
+    return StagedRepo(stage, "model", repo_id, replaced_patterns=("*.safetensors", "model.safetensors.index.json", "*.py"))
+
+
+def _write_code(source: Path, stage: Path) -> None:
+    """``config.json`` of ``source`` with ``auto_map`` and ``custom_pipelines``, the code they name and the feature
+    extractor, from the installed ClearSep (:meth:`ClearSepModel.save_code`, on a model without weights)."""
+    import torch
+
+    from clearsep_data.modeling import ClearSepConfig, ClearSepModel
+
+    try:
+        config = ClearSepConfig.from_pretrained(source)
+    except ValueError as error:
+        raise StagingError(f"{source / 'config.json'}: {error}") from None
+    with torch.device("meta"):
+        model = ClearSepModel(config)
+    model.save_code(stage)
 
 
 def _weight_files(source: Path) -> list[Path]:

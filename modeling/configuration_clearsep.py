@@ -8,7 +8,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import ClapTextConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from clearsep_data.modeling.losses import DEFAULT_LOSS, LOSSES
+from .losses import DEFAULT_LOSS, LOSSES
 
 QUERY_ENCODERS = ("embedding", "clap_text")
 
@@ -203,5 +203,7 @@ class ClearSepConfig(PreTrainedConfig):
         levels = len(self.channels)
         return sum((2 * blocks + 4) * 2**level for level, blocks in enumerate(self.encoder_blocks)) + 2 * 2**levels
 
+
+ClearSepConfig.register_for_auto_class()  # a saved config.json names this file in auto_map["AutoConfig"]
 
 __all__ = ["ClearSepConfig"]

@@ -2,8 +2,11 @@
 
 The model takes mono waveforms at ``config.sampling_rate`` (``input_values``); the extractor turns any waveform
 (``(samples,)`` or ``(channels, samples)``, numpy or torch, any rate) into that: it downmixes the channels and
-resamples with soxr. The small array helpers it is made of (:func:`resample`, :func:`fit_length`, :func:`downmix`)
-are the ones the rest of ClearSep uses as well (``clearsep_data.audio`` re-exports them).
+resamples with soxr. It also owns the chunk plan by which long inputs are cut for inference (:meth:`chunk_plan`).
+The small array helpers it is made of (:func:`resample`, :func:`fit_length`, :func:`downmix`) are the ones the rest
+of ClearSep uses as well (``clearsep_data.audio`` re-exports them).
+
+This file imports only third-party packages: it is shipped with saved models as remote code.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class ClearSepFeatureExtractor(SequenceFeatureExtractor):
 
     Each waveform is downmixed (a `(channels, samples)` array is averaged over its channels) and resampled with soxr
     from `sampling_rate` to the extractor's rate. Inputs keep their own lengths unless `padding` is asked for.
+    [`~ClearSepFeatureExtractor.chunk_plan`] cuts a long input into overlapping chunks on the model's time grid;
+    [`~ClearSepFeatureExtractor.from_model_config`] takes the rate and the chunking from a [`ClearSepConfig`].
 
     Args:
         feature_size (`int`, *optional*, defaults to 1):
@@ -52,6 +57,12 @@ class ClearSepFeatureExtractor(SequenceFeatureExtractor):
             Value that pads shorter waveforms when `padding` is used.
         return_attention_mask (`bool`, *optional*, defaults to `False`):
             Whether padding returns an `attention_mask` (the model takes none).
+        chunk_length (`int`, *optional*, defaults to 160000):
+            Output samples of one inference chunk (a multiple of `chunk_quantum`).
+        chunk_context (`int`, *optional*, defaults to 0):
+            Samples of context added on each side of a chunk (a multiple of `chunk_quantum`).
+        chunk_quantum (`int`, *optional*, defaults to 1):
+            The model's time grid in samples: chunks start on it, and neighbouring chunks crossfade over it.
     """
 
     model_input_names = ["input_values"]
@@ -62,6 +73,9 @@ class ClearSepFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate: int = 16_000,
         padding_value: float = 0.0,
         return_attention_mask: bool = False,
+        chunk_length: int = 160_000,
+        chunk_context: int = 0,
+        chunk_quantum: int = 1,
         **kwargs,
     ):
         super().__init__(
@@ -71,6 +85,46 @@ class ClearSepFeatureExtractor(SequenceFeatureExtractor):
             return_attention_mask=return_attention_mask,
             **kwargs,
         )
+        self.chunk_length = chunk_length
+        self.chunk_context = chunk_context
+        self.chunk_quantum = chunk_quantum
+
+    @classmethod
+    def from_model_config(cls, config) -> ClearSepFeatureExtractor:
+        """The extractor of a [`ClearSepConfig`]: its rate, chunks of `segment_seconds` and their context.
+
+        The context is `chunk_context_seconds`, or by default the network's temporal receptive field plus half the
+        crossfade, with which every chunk's output equals that of the whole input up to float rounding.
+        """
+        quantum = config.sample_quantum
+        if config.chunk_context_seconds is None:
+            context = config.receptive_field_frames * config.hop_length + config.n_fft + quantum // 2
+        else:
+            context = int(config.chunk_context_seconds * config.sampling_rate)
+        return cls(
+            sampling_rate=config.sampling_rate,
+            chunk_length=_round_up(int(config.segment_seconds * config.sampling_rate), quantum),
+            chunk_context=_round_up(context, quantum),
+            chunk_quantum=quantum,
+        )
+
+    def chunk_plan(self, length: int, chunk_seconds: float | None = None) -> list[tuple[int, int, int, int]]:
+        """How a `length`-sample input is cut: `(in_start, in_end, out_start, out_end)` per chunk.
+
+        Chunk starts are multiples of `chunk_quantum` samples so that every chunk sees the same STFT frame and
+        pooling grid as the whole input. Each chunk owns `[out_start, out_end)` (`chunk_seconds` long, default
+        `chunk_length` samples) and is extended by `chunk_context` samples on both sides into `[in_start, in_end)`;
+        neighbouring outputs are crossfaded over `chunk_quantum` samples.
+        """
+        if chunk_seconds is None:
+            chunk = self.chunk_length
+        else:
+            chunk = _round_up(int(chunk_seconds * self.sampling_rate), self.chunk_quantum)
+        context = self.chunk_context
+        return [
+            (max(0, start - context), min(length, start + chunk + context), start, min(start + chunk, length))
+            for start in range(0, length, chunk)
+        ]
 
     def __call__(
         self,
@@ -132,6 +186,13 @@ class ClearSepFeatureExtractor(SequenceFeatureExtractor):
         if not np.isfinite(array).all():
             raise ValueError(f"audio #{index} contains NaN or infinite samples")
         return np.ascontiguousarray(resample(array, rate, self.sampling_rate), dtype=np.float32)
+
+
+ClearSepFeatureExtractor.register_for_auto_class()  # preprocessor_config.json names this file in its auto_map
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 __all__ = ["ClearSepFeatureExtractor", "downmix", "fit_length", "resample"]

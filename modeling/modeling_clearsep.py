@@ -42,13 +42,14 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
-from clearsep_data.modeling.configuration_clearsep import ClearSepConfig
-from clearsep_data.modeling.feature_extraction_clearsep import ClearSepFeatureExtractor, fit_length, resample
-from clearsep_data.modeling.loading import check_loading_info, check_model_folder, is_hub_id
-from clearsep_data.modeling.losses import separation_loss
-from clearsep_data.modeling.network_clearsep import (
+from .configuration_clearsep import ClearSepConfig
+from .feature_extraction_clearsep import ClearSepFeatureExtractor, fit_length, resample
+from .loading import check_loading_info, check_model_folder, is_hub_id
+from .losses import separation_loss
+from .network_clearsep import (
     ClearSepDecoder,
     ClearSepEncoder,
     ClearSepQueryEncoder,
@@ -119,6 +120,29 @@ class ClearSepPreTrainedModel(PreTrainedModel):
         check_loading_info(source, info)
         model._own_weights()
         return (model, info) if with_info else model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
+        """transformers' ``save_pretrained``, then :meth:`save_code`: the folder loads without ClearSep installed."""
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if is_main_process:
+            self.save_code(save_directory)
+
+    def save_code(self, save_directory: str | os.PathLike) -> None:
+        """Write all of a model folder but the weights: the code, ``config.json`` naming it, the feature extractor.
+
+        The code is this file and every file it imports relatively (the config, the network, the feature extractor
+        and the ``audio-source-separation`` pipeline); ``config.json`` names the classes in ``auto_map`` and the
+        pipeline in ``custom_pipelines``, and ``preprocessor_config.json`` holds the feature extractor (with its own
+        ``auto_map``). ``AutoModel``, ``AutoFeatureExtractor`` and ``pipeline`` then load the folder, or a Hub
+        repository of it, with ``trust_remote_code=True`` and transformers alone. A model on the meta device will do.
+        """
+        from .pipeline_clearsep import AudioSourceSeparationPipeline
+
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        self.config.custom_pipelines = AudioSourceSeparationPipeline.custom_pipelines()
+        custom_object_save(self, save_directory, config=self.config)
+        self.config.save_pretrained(save_directory)
+        self.feature_extractor.save_pretrained(save_directory)
 
     @torch.no_grad()
     def _own_weights(self) -> None:
@@ -275,28 +299,10 @@ class ClearSepModel(ClearSepPreTrainedModel):
         self.query_encoder.cache_label_embeddings(tokenizer, names)
 
     # ----------------------------------------------------------------------------------------------- inference
-    def chunk_plan(self, length: int, chunk_seconds: float | None = None) -> list[tuple[int, int, int, int]]:
-        """How :meth:`separate` cuts a ``length``-sample input: ``(in_start, in_end, out_start, out_end)`` per chunk.
-
-        Chunk starts are multiples of ``hop_length * frame_quantum`` samples so that every chunk sees the same STFT
-        frame and pooling grid as the whole input. Each chunk is extended by a context on both sides; with the
-        default context (the receptive field, plus half the crossfade) its output over ``[out_start, out_end)``
-        equals that of the whole input. Neighbouring outputs are crossfaded over ``config.sample_quantum`` samples
-        (one U-Net time step, 320 ms for the small preset).
-        """
-        config = self.config
-        quantum = config.sample_quantum
-        chunk = _round_up(int((chunk_seconds or config.segment_seconds) * config.sampling_rate), quantum)
-        if config.chunk_context_seconds is None:
-            exact = config.receptive_field_frames * config.hop_length + config.n_fft
-            context = _round_up(exact + quantum // 2, quantum)
-        else:
-            context = _round_up(int(config.chunk_context_seconds * config.sampling_rate), quantum)
-        plan = []
-        for out_start in range(0, length, chunk):
-            out_end = min(out_start + chunk, length)
-            plan.append((max(0, out_start - context), min(length, out_end + context), out_start, out_end))
-        return plan
+    @property
+    def feature_extractor(self) -> ClearSepFeatureExtractor:
+        """The audio preparation of this model's config (rate, downmix, chunk plan); saved with the model."""
+        return ClearSepFeatureExtractor.from_model_config(self.config)
 
     @torch.inference_mode()
     def separate(
@@ -333,13 +339,13 @@ class ClearSepModel(ClearSepPreTrainedModel):
         if len(query_lists) != len(waveforms):
             raise ValueError(f"got {len(waveforms)} waveforms but {len(query_lists)} query lists")
         rate = sampling_rate or self.config.sampling_rate
-        extractor = ClearSepFeatureExtractor(sampling_rate=self.config.sampling_rate)
+        extractor = self.feature_extractor
         inputs = extractor(waveforms, sampling_rate=rate)["input_values"]  # mono float32 at the model's rate
         ids = [self.query_ids(query_list) for query_list in query_lists]
         was_training = self.training
         self.eval()
         try:
-            outputs = self._separate_chunks(inputs, ids, batch_size, chunk_seconds, use_bf16)
+            outputs = self._separate_chunks(inputs, ids, extractor, batch_size, chunk_seconds, use_bf16)
         finally:
             self.train(was_training)
         results = [
@@ -352,16 +358,18 @@ class ClearSepModel(ClearSepPreTrainedModel):
         self,
         inputs: list[np.ndarray],
         ids: list[torch.Tensor],
+        extractor: ClearSepFeatureExtractor,
         batch_size: int,
         chunk_seconds: float | None,
         use_bf16: bool,
     ) -> list[np.ndarray]:
-        """Chunked, batched inference; chunks of equal length and query count share forward passes."""
-        crossfade = self.config.sample_quantum
+        """Chunked, batched inference over ``extractor``'s chunk plan; chunks of equal length and query count share
+        forward passes."""
+        crossfade = extractor.chunk_quantum
         work = [
             (clip, chunk)
             for clip, waveform in enumerate(inputs)
-            for chunk in self.chunk_plan(len(waveform), chunk_seconds)
+            for chunk in extractor.chunk_plan(len(waveform), chunk_seconds)
         ]
         outputs = [
             np.zeros((len(query_ids), len(waveform)), dtype=np.float32)
@@ -398,10 +406,6 @@ class ClearSepModel(ClearSepPreTrainedModel):
         return torch.cat(parts, dim=1)
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
 def _add_chunk(output: np.ndarray, estimate: np.ndarray, chunk: tuple[int, int, int, int], crossfade: int) -> None:
     """Overlap-add one chunk's estimate ``(Q, in_end - in_start)`` into ``output`` ``(Q, T)``.
 
@@ -422,5 +426,7 @@ def _add_chunk(output: np.ndarray, estimate: np.ndarray, chunk: tuple[int, int, 
         weights *= 1.0 - np.clip((positions - (out_end - half)) / crossfade, 0.0, 1.0)
     output[:, low:high] += estimate[:, low - in_start : high - in_start] * weights.astype(np.float32)
 
+
+ClearSepModel.register_for_auto_class("AutoModel")  # save_pretrained ships the code, named in config.auto_map
 
 __all__ = ["ClearSepModel", "ClearSepOutput", "ClearSepPreTrainedModel"]

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import ClapTextModelWithProjection
 
-from clearsep_data.modeling.configuration_clearsep import ClearSepConfig
+from .configuration_clearsep import ClearSepConfig
 
 
 def _batched(module: nn.Module, hidden: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,9 @@ Only the test process talks to the server, which binds to 127.0.0.1 on a free po
 ``Range`` requests on mirrored files with the whole file (status 200), which breaks every reader
 that seeks (streaming ``load_dataset``, pyarrow over ``HfFileSystem``); the Hub answers them with
 206 and the requested bytes, so this module runs olah's app behind :class:`RangeRequests`, which
-does the same.
+does the same. olah also answers a file missing from an existing repository as a missing repository
+(401 ``RepoNotFound``, or 500 on GET), which transformers turns into an error where the Hub's
+404 ``EntryNotFound`` makes it try the next file; :class:`MissingFiles` answers as the Hub does.
 """
 
 from __future__ import annotations
@@ -245,13 +247,51 @@ class RangeRequests:
         await send({"type": "http.response.body", "body": body})
 
 
+class MissingFiles:
+    """ASGI middleware: a ``resolve`` request for a file that an existing mirrored repository lacks gets the Hub's
+    answer, 404 with ``X-Error-Code: EntryNotFound``, instead of olah's 401 ``RepoNotFound`` (HEAD) or 500 (GET)."""
+
+    def __init__(self, app, mirror_roots: list[str]):
+        self.app = app
+        self.mirror_roots = [Path(root) for root in mirror_roots]
+
+    def _repository_exists(self, path: str) -> bool:
+        parts = path.strip("/").split("/")
+        folder = "models"
+        if parts and parts[0] in ("datasets", "models"):
+            folder, parts = parts[0], parts[1:]
+        if len(parts) < 4 or parts[2] != "resolve":
+            return False
+        return any((root / folder / parts[0] / parts[1]).is_dir() for root in self.mirror_roots)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self._repository_exists(scope["path"]):
+            return await self.app(scope, receive, send)
+        missing = False
+
+        async def answer(message):
+            nonlocal missing
+            if message["type"] == "http.response.start" and message["status"] in (401, 500):
+                missing = True
+                body = b'{"error":"Entry not found"}'
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                           (b"x-error-code", b"EntryNotFound"), (b"x-error-message", b"Entry not found")]  # fmt: skip
+                await send({"type": "http.response.start", "status": 404, "headers": headers})
+                await send({"type": "http.response.body", "body": body if scope["method"] != "HEAD" else b""})
+            elif not missing:
+                await send(message)
+
+        await self.app(scope, receive, answer)
+
+
 def _serve() -> None:
-    """``python hubserver.py --config olah.toml --log-path DIR``: olah's server with Range support."""
+    """``python hubserver.py --config olah.toml --log-path DIR``: olah's server as the Hub answers (see above)."""
     import uvicorn
     from olah import server
 
     args = server.init()
-    uvicorn.run(RangeRequests(server.app), host=args.host, port=args.port, log_level="warning")
+    mirrors = server.app.state.app_settings.config.mirrors_path
+    uvicorn.run(RangeRequests(MissingFiles(server.app, mirrors)), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from clearsep_data.hub.staging import StagingError
 from clearsep_data.tracks import TRACK_FIELDS, track_features
 
 TOKEN = "hf_ClearSepTestTokenNeverPublish0123"
+CODE_FILES = ["configuration_clearsep.py", "feature_extraction_clearsep.py", "loading.py", "losses.py",
+              "modeling_clearsep.py", "network_clearsep.py", "pipeline_clearsep.py"]  # fmt: skip
 EVAL = {
     "model": "runs/small",
     "dataset": "clearsep/audioset-eval",
@@ -155,9 +157,12 @@ def test_staged_model_repo_and_card(model_dir, tmp_path):
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
     staged = stage_model(model_dir, tmp_path / "stage", repo_id="clearsep/clearsep-small")
-    assert [name for name, _ in staged.files()] == [
-        "README.md", "config.json", "eval.json", "model.safetensors", "training_args.json"
-    ]  # fmt: skip
+    assert sorted(name for name, _ in staged.files()) == sorted([
+        "README.md", "config.json", "eval.json", "model.safetensors", "preprocessor_config.json", "training_args.json",
+        *CODE_FILES,
+    ])  # fmt: skip
+    config = json.loads((staged.path / "config.json").read_text())
+    assert config["auto_map"]["AutoModel"] == "modeling_clearsep.ClearSepModel" and "custom_pipelines" in config
     assert (staged.path / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
     training = json.loads((staged.path / "training_args.json").read_text())
     assert "hub_token" not in training and "wandb_api_key" not in training["provenance"]
@@ -165,13 +170,16 @@ def test_staged_model_repo_and_card(model_dir, tmp_path):
 
     card = ModelCard.load(staged.path / "README.md")
     data = card.data
-    assert (data.library_name, data.pipeline_tag, data.license) == ("clearsep-data", "audio-to-audio", "apache-2.0")
+    assert (data.library_name, data.pipeline_tag, data.license) == ("transformers", "audio-to-audio", "apache-2.0")
+    assert "custom_code" in data.tags
     assert data.datasets == ["clearsep/tracks"]  # the local path of training_args.json is not a Hub id
     name, results = model_index_to_eval_results(data.to_dict()["model-index"])
     assert name == "clearsep-small"
     assert {(r.metric_type, r.metric_value) for r in results} == {("sdr", 5.1), ("si_sdr", 4.2), ("sdri", 6.0), ("si_sdri", 7.25)}
     assert {(r.task_type, r.dataset_type, r.dataset_split) for r in results} == {("audio-to-audio", "clearsep/audioset-eval", "eval")}
-    assert 'ClearSepModel.from_pretrained("clearsep/clearsep-small")' in card.text
+    assert 'pipeline("audio-source-separation", model="clearsep/clearsep-small", trust_remote_code=True)' in card.text
+    assert 'separator("mixture.wav", queries=["Speech", "Bark"])' in card.text
+    assert 'AutoModel.from_pretrained("clearsep/clearsep-small", trust_remote_code=True)' in card.text
     assert '.separate(mixture.T, ["Speech", "Bark"], sampling_rate=rate)' in card.text
     assert "| model | 5.10 | 4.20 | 6.00 | 7.25 |" in card.text
     assert "| 1 | Bark | /m/05tny_ |" in card.text
@@ -275,7 +283,8 @@ def test_push_model_uses_hf_token_and_endpoint_from_environment(model_dir, monke
     assert api.endpoint == "http://127.0.0.1:9"
     assert (upload["repo_type"], upload["revision"]) == ("model", "main")
     assert upload["commit_message"].startswith("Upload model with clearsep-data")
-    assert sorted(api.uploaded) == ["README.md", "config.json", "eval.json", "model.safetensors", "training_args.json"]
+    assert sorted(api.uploaded) == sorted(["README.md", "config.json", "eval.json", "model.safetensors",
+                                           "preprocessor_config.json", "training_args.json", *CODE_FILES])  # fmt: skip
     assert all(TOKEN.encode() not in content for content in api.uploaded.values())
     assert TOKEN not in result.output
 

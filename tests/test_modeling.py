@@ -191,10 +191,10 @@ def test_clap_text_query_encoder_round_trip(tmp_path):
 def test_chunked_inference_matches_whole_input():
     model = tiny_model()
     audio = waveform(30.3)  # 15 full chunks of 2 s and a partial one
-    assert len(model.chunk_plan(audio.size)) == 16
+    assert len(model.feature_extractor.chunk_plan(audio.size)) == 16
     chunked = model.separate(audio, ["Speech", "Bark"], batch_size=4)
     whole = model.separate(audio, ["Speech", "Bark"], chunk_seconds=60.0)
-    assert len(model.chunk_plan(audio.size, 60.0)) == 1
+    assert len(model.feature_extractor.chunk_plan(audio.size, 60.0)) == 1
     assert chunked.shape == whole.shape == (2, audio.size)
     assert snr_db(whole, chunked) > 30.0
 
