@@ -54,9 +54,9 @@ class AudioSourceSeparationPipeline(Pipeline):
             inputs: a waveform (numpy array or tensor, `(samples,)` or `(channels, samples)`) at `sampling_rate`; a
                 dict with `"array"` (or `"raw"`) and `"sampling_rate"`, as a `datasets` `Audio` column gives; the
                 path of an audio file or its bytes (decoded by ffmpeg); or a list of these.
-            queries: what to extract, e.g. display names or AudioSet MIDs (required). Passed to
-                [`ClearSepModel.separate`] as they are, with any other keyword argument (`batch_size`,
-                `chunk_seconds`, `use_bf16`, ...).
+            queries: what to extract from every input, e.g. display names or AudioSet MIDs (required). Passed to
+                [`ClearSepModel.separate`] as they are, with any other keyword argument (`chunk_seconds`,
+                `use_bf16`, ...); `batch_size` is the pipeline's own: how many inputs share one `separate` call.
             sampling_rate (`int`, *optional*): rate of a bare waveform (default: the model's).
 
         Returns:
@@ -87,19 +87,23 @@ class AudioSourceSeparationPipeline(Pipeline):
                 )
             sampling_rate = inputs["sampling_rate"]
             inputs = inputs["array"] if "array" in inputs else inputs["raw"]
-        return self.feature_extractor(inputs, sampling_rate=sampling_rate or rate)
+        (input_values,) = self.feature_extractor(inputs, sampling_rate=sampling_rate or rate)["input_values"]
+        return {"input_values": input_values}
 
     def _forward(self, model_inputs, queries=None, **separate_kwargs):
+        """One input's `(samples,)` array, or a list of them when the pipeline batches (`batch_size`): separated in
+        one `separate` call, which batches the chunks of all of them."""
         if queries is None:
             raise ValueError("pass queries=[...]: what to separate, e.g. display names or AudioSet MIDs")
-        (input_values,) = model_inputs["input_values"]
-        return {"separated": self.model.separate(input_values, queries, **separate_kwargs)}
+        values = model_inputs["input_values"]
+        if isinstance(values, list):
+            return {"separated": self.model.separate(values, [queries] * len(values), **separate_kwargs)}
+        return {"separated": self.model.separate(values, queries, **separate_kwargs)}
 
     def postprocess(self, model_outputs):
-        return {
-            "audio": [np.asarray(track) for track in model_outputs["separated"]],
-            "sampling_rate": self.feature_extractor.sampling_rate,
-        }
+        separated = np.asarray(model_outputs["separated"])
+        tracks = separated[0] if separated.ndim == 3 else separated  # a batched item comes as (1, queries, samples)
+        return {"audio": list(tracks), "sampling_rate": self.feature_extractor.sampling_rate}
 
     @classmethod
     def custom_pipelines(cls) -> dict[str, dict]:

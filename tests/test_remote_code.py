@@ -107,8 +107,11 @@ def test_pipeline_separates_one_waveform_per_query_at_the_model_rate(model):
 
     bare = separator(input_values, queries="Bark", chunk_seconds=0.5)  # separate()'s keywords pass through
     np.testing.assert_allclose(bare["audio"][0], expected[1], atol=1e-4)
-    results = separator([torch.from_numpy(audio), {"raw": audio, "sampling_rate": 11025}], sampling_rate=11025, queries=["Speech"])
-    assert [len(item["audio"]) for item in results] == [1, 1]
+    inputs = [torch.from_numpy(audio), {"raw": audio[:, :5000], "sampling_rate": 11025}]
+    results = separator(inputs, sampling_rate=11025, queries=["Speech"], batch_size=2)  # one separate() call
+    assert [item["audio"][0].shape for item in results] == [input_values.shape, (round(5000 * 8000 / 11025),)]
+    np.testing.assert_allclose(results[0]["audio"][0], expected[0], atol=1e-6)
+    np.testing.assert_allclose(results[1]["audio"][0], separator(inputs[1], queries=["Speech"])["audio"][0], atol=1e-6)
     with pytest.raises(ValueError, match="pass queries="):
         separator(input_values)
     with pytest.raises(ValueError, match="needs 'array'"):
