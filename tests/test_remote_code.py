@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from transformers import AutoFeatureExtractor, pipeline
+from typer.testing import CliRunner
 
 from clearsep_data import ClearSepConfig, ClearSepFeatureExtractor, ClearSepModel
-from clearsep_data.hub.model import stage_model
+from clearsep_data.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = {"/m/09x0r": "Speech", "/m/05tny_": "Bark"}
@@ -120,6 +123,7 @@ def test_pipeline_separates_one_waveform_per_query_at_the_model_rate(model):
 
 BLOCKED_RUN = """
 import importlib.abc, json, sys
+from pathlib import Path
 
 class Blocker(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -153,16 +157,27 @@ for source in sys.argv[2:]:
         "pipeline": [track.tolist() for track in result["audio"]],
         "sampling_rate": result["sampling_rate"],
     }
+for snippet in sorted(Path().glob("card_*.py")):  # the model card's usage blocks, with mixture.wav beside them
+    namespace = {}
+    exec(snippet.read_text(), namespace)
+    report[snippet.name] = [np.shape(track) for track in namespace["tracks"]]
 report["leaked"] = sorted(name for name in sys.modules if name.startswith("clearsep_data"))
 print(json.dumps(report))
 """
 
 
 def test_model_folder_and_hub_repo_load_without_clearsep(model, model_dir, hub, tmp_path):
-    staged = stage_model(model_dir, tmp_path / "stage", repo_id=REPO_ID)  # what `clearsep-data push model` uploads
-    hub.publish(staged.path, "model", REPO_ID)
+    stage = tmp_path / "stage"  # what `clearsep-data push model` uploads
+    result = CliRunner().invoke(app, ["push", "model", str(model_dir), "--repo-id", REPO_ID, "--dry-run", "--stage-dir", str(stage)])
+    assert result.exit_code == 0, result.output
+    hub.publish(stage, "model", REPO_ID)
     audio = mixture()
     np.save(tmp_path / "audio.npy", audio)
+    sf.write(tmp_path / "mixture.wav", audio.T, 11025)
+    blocks = re.findall(r"```python\n(.*?)```", (stage / "README.md").read_text(), flags=re.DOTALL)
+    assert len(blocks) == 2 and 'pipeline("audio-source-separation"' in blocks[0]
+    for index, block in enumerate(blocks):
+        (tmp_path / f"card_{index}.py").write_text(block)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
     script = textwrap.dedent(BLOCKED_RUN)
     run = subprocess.run(
@@ -182,3 +197,6 @@ def test_model_folder_and_hub_repo_load_without_clearsep(model, model_dir, hub, 
         np.testing.assert_allclose(np.array(loaded["separate"]), expected, atol=1e-5)
         np.testing.assert_allclose(np.array(loaded["pipeline"]), expected_pipeline, atol=1e-5)
         assert loaded["sampling_rate"] == 8000
+    decoded = report["card_0.py"]  # the pipeline: ffmpeg decodes the file at the model's rate
+    assert len(decoded) == 2 and all(abs(length - input_values.shape[0]) <= 1 for (length,) in decoded)
+    assert report["card_1.py"] == [[audio.shape[1]]] * 2  # separate(): at the input's rate and length
