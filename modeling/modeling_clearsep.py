@@ -121,6 +121,11 @@ class ClearSepPreTrainedModel(PreTrainedModel):
         model._own_weights()
         return (model, info) if with_info else model
 
+    @property
+    def feature_extractor(self) -> ClearSepFeatureExtractor:
+        """The audio preparation of this model's config (rate, downmix, chunk plan); saved with the model."""
+        return ClearSepFeatureExtractor.from_model_config(self.config)
+
     def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
         """transformers' ``save_pretrained``, then :meth:`save_code`: the folder loads without ClearSep installed."""
         super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
@@ -299,11 +304,6 @@ class ClearSepModel(ClearSepPreTrainedModel):
         self.query_encoder.cache_label_embeddings(tokenizer, names)
 
     # ----------------------------------------------------------------------------------------------- inference
-    @property
-    def feature_extractor(self) -> ClearSepFeatureExtractor:
-        """The audio preparation of this model's config (rate, downmix, chunk plan); saved with the model."""
-        return ClearSepFeatureExtractor.from_model_config(self.config)
-
     @torch.inference_mode()
     def separate(
         self,
