@@ -96,13 +96,15 @@ def _write_code(source: Path, stage: Path) -> None:
     """``config.json`` of ``source`` with ``auto_map`` and ``custom_pipelines``, the code they name and the feature
     extractor, from the installed ClearSep (:meth:`ClearSepModel.save_code`, on a model without weights)."""
     import torch
+    from huggingface_hub.errors import StrictDataclassError
 
     from clearsep_data.modeling import ClearSepConfig, ClearSepModel
 
     try:
         config = ClearSepConfig.from_pretrained(source)
-    except ValueError as error:
-        raise StagingError(f"{source / 'config.json'}: {error}") from None
+    except (ValueError, StrictDataclassError) as error:
+        reason = " ".join(str(error).split())
+        raise StagingError(f"{source / 'config.json'}: not a valid ClearSep config: {reason}") from None
     with torch.device("meta"):
         model = ClearSepModel(config)
     model.save_code(stage)

@@ -5,7 +5,11 @@ Importing ``clearsep_data`` registers it with transformers' ``PIPELINE_REGISTRY`
 
     pipeline("audio-source-separation", model="org/model", trust_remote_code=True)
 
-builds it. This file imports only third-party packages: it is shipped with saved models as remote code.
+builds it. transformers gives a repository's ``custom_pipelines`` precedence over the registry, so with ClearSep
+installed too a repository id still needs ``trust_remote_code=True`` (or ``pipeline_class=AudioSourceSeparationPipeline``);
+a model object (``pipeline("audio-source-separation", model=model)``) needs neither.
+
+This file imports only third-party packages: it is shipped with saved models as remote code.
 """
 
 from __future__ import annotations

@@ -202,6 +202,13 @@ def test_model_staging_refuses_unusable_folders(model_dir, tmp_path):
     with pytest.raises(StagingError, match="model_type is 'bert', not 'clearsep'"):
         stage_model(other, tmp_path / "b", repo_id="me/m")
 
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(model_dir, mismatched)
+    config = json.loads((mismatched / "config.json").read_text())
+    (mismatched / "config.json").write_text(json.dumps({**config, "label_mids": ["/m/09x0r"]}))
+    with pytest.raises(StagingError, match=r"mismatched/config.json: not a valid ClearSep config: .*label_mids has 1"):
+        stage_model(mismatched, tmp_path / "c", repo_id="me/m")
+
     bad_eval = tmp_path / "bad_eval"
     shutil.copytree(model_dir, bad_eval)
     (bad_eval / "eval.json").write_text(json.dumps({"dataset": "x", "metrics": {"sdr": "high"}}))
