@@ -23,7 +23,7 @@ import torch
 from transformers import AutoFeatureExtractor, pipeline
 from typer.testing import CliRunner
 
-from clearsep_data import ClearSepConfig, ClearSepFeatureExtractor, ClearSepModel
+from clearsep_data import AudioSourceSeparationPipeline, ClearSepConfig, ClearSepFeatureExtractor, ClearSepModel
 from clearsep_data.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +119,17 @@ def test_pipeline_separates_one_waveform_per_query_at_the_model_rate(model):
         separator(input_values)
     with pytest.raises(ValueError, match="needs 'array'"):
         separator({"array": audio}, queries=["Speech"])
+
+
+def test_pipeline_from_a_folder_with_clearsep_installed(model, model_dir):
+    separator = pipeline("audio-source-separation", model=str(model_dir), pipeline_class=AudioSourceSeparationPipeline)
+    assert type(separator.model) is ClearSepModel and type(separator.feature_extractor) is ClearSepFeatureExtractor
+    audio = mixture()[0]
+    result = separator({"array": audio, "sampling_rate": 11025}, queries=["Bark"])
+    input_values = model.feature_extractor(audio, sampling_rate=11025)["input_values"][0]
+    np.testing.assert_allclose(result["audio"][0], model.separate(input_values, ["Bark"])[0], atol=1e-6)
+    with pytest.raises(ValueError, match="trust_remote_code=True"):  # transformers: custom_pipelines come first
+        pipeline("audio-source-separation", model=str(model_dir))
 
 
 BLOCKED_RUN = """
