@@ -30,6 +30,8 @@ PROVENANCE_FILES: tuple[str, ...] = ("build.json", "summary.json")
 HISTOGRAM_BINS = 30
 _NUMERIC = re.compile(r"^-?\d[\d.,]*(?: ?(?:%|[kMGT]?B))?$")
 _CHECK = re.compile(r"^(?P<field>[A-Za-z_]+) \S+ (?P<op>[<>]=?) (?P<bound>\S+)$")
+_MEASURED = re.compile(r" \([-+\d.]+ dB\)")
+"""A track's own measurement inside a reason ("near-silent (-41.3 dB)"), left out when reasons are counted."""
 
 
 class StatsError(ClearSepError):
@@ -395,7 +397,7 @@ def _reject_reasons(reasons: list[str]) -> dict[str, int]:
         parts = [part.strip() for part in (reason or "").split(";") if part.strip()] or ["(no reason given)"]
         for part in parts:
             check = _CHECK.match(part)
-            counts[f"{check['field']} {check['op']} {check['bound']}" if check else part] += 1
+            counts[f"{check['field']} {check['op']} {check['bound']}" if check else _MEASURED.sub("", part)] += 1
     return dict(counts.most_common())
 
 

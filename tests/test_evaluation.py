@@ -246,6 +246,7 @@ def test_cli_writes_json(benchmark, model, tmp_path):
     assert written["oracle"] is None and len(written["items"]) == written["num_items"] == 4
     assert written["num_skipped"] == 1
     assert "SI-SDRi" in outcome.output and "Siren" in outcome.output and "skipped 1" in outcome.output
+    assert "Loading weights" not in outcome.output and "it/s]" not in outcome.output  # one progress display: ours
 
     refused = runner.invoke(app, ["evaluate", "org/some-model", str(root), "--save-to-model"])
     assert refused.exit_code == 1 and "needs a local model folder" in refused.output

@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import Annotated
 
 # OpenMP threads that spin while they wait for work make torch up to 10x slower when other processes share the
 # cores (measured: a training step of the small model, 2 threads on 2 busy cores, 0.8-7 s spinning, 0.4 s passive);
@@ -15,6 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from clearsep_data.cli import build, demo_corpus, evaluate, iterate, push, stats, train
+from clearsep_data.cli.progress import with_one_progress_display
 from clearsep_data.distributed import stop_with_launcher
 
 app = typer.Typer(
@@ -24,12 +26,34 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
 )
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"clearsep-data {version('clearsep-data')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """ClearSep: turn natural multi-source audio into datasets of clean single-source tracks."""
+
+
 app.command("demo-corpus")(demo_corpus.demo_corpus)
-app.command("build")(build.build)
-app.command("train")(train.train)
-app.command("iterate")(iterate.iterate)
-app.command("evaluate")(evaluate.evaluate_command)
-app.command("stats")(stats.stats)
+for name, command in (
+    ("build", build.build),
+    ("train", train.train),
+    ("iterate", iterate.iterate),
+    ("evaluate", evaluate.evaluate_command),
+    ("stats", stats.stats),
+):
+    app.command(name)(with_one_progress_display(command))
 app.add_typer(push.app, name="push")
 
 RESUMABLE_COMMANDS = ("build", "train", "iterate")

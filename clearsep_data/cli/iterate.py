@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -55,31 +56,46 @@ def iterate(
             seed=seed,
             progress=progress,
         )
-        results = run_loop(config, on_round=lambda result: console.print(round_table([result])))
+        results = run_loop(config, on_round=lambda result: console.print(round_table([result], header=result.round == 0)))
     except USER_ERRORS as error:
         fail(error)
     if not is_main_process():
         return
-    console.print(round_table(results))
-    last = results[-1]
-    console.print(f"Summary: {output_dir / SUMMARY_FILE}, plot: {output_dir / PLOT_FILE}")
-    console.print("Load the result:")
-    console.print(f'  from datasets import load_dataset; tracks = load_dataset("{last.tracks}")', markup=False)
-    console.print(
-        f'  from clearsep_data import ClearSepModel; model = ClearSepModel.from_pretrained("{last.model}")', markup=False
+    console.print(f"Summary: {output_dir / SUMMARY_FILE}, plot: {output_dir / PLOT_FILE}", soft_wrap=True)
+    console.print("Load the result (Python):")
+    console.print(load_hint(results[-1].tracks, results[-1].model), soft_wrap=True, markup=False, highlight=False)
+
+
+def load_hint(tracks: str, model: str) -> str:
+    """Python that loads the last round's dataset and model, one statement a line (pasteable as printed)."""
+    return "\n".join(
+        [
+            "from datasets import load_dataset",
+            "from clearsep_data import ClearSepModel",
+            f'tracks = load_dataset({json.dumps(tracks)}, split="train")',
+            f"model = ClearSepModel.from_pretrained({json.dumps(model)})",
+        ]
     )
 
 
-def round_table(results):
-    """A rich table with one row per round."""
+ROUND_COLUMNS = (
+    ("round", 5), ("single-source", 13), ("separated accepted", 9), ("rejected", 8), ("mean Re-SDR (dB)", 11),
+    ("held-out SI-SDRi (dB)", 12),
+)  # fmt: skip
+"""The columns of the rounds table and their widths: every round's table lines up with the first's, in 80 columns."""
+
+
+def round_table(results, header: bool = True):
+    """A rich table with one row per round; printed as each round ends, only the first one with the header."""
+    from rich import box
     from rich.table import Table
 
     def db(value):
         return "-" if value is None else f"{value:.2f}"
 
-    table = Table(title="ClearSep rounds")
-    for column in ("round", "single-source", "separated accepted", "rejected", "mean Re-SDR (dB)", "held-out SI-SDRi (dB)"):
-        table.add_column(column, justify="right")
+    table = Table(title="ClearSep rounds" if header else None, show_header=header, box=box.SIMPLE_HEAD, show_edge=False)
+    for column, width in ROUND_COLUMNS:
+        table.add_column(column, justify="right", width=width)
     for result in results:
         table.add_row(
             str(result.round),

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from clearsep_data.cli.errors import fail
+from clearsep_data.cli.progress import with_one_progress_display
 
 app = typer.Typer(
     name="push",
@@ -33,6 +34,7 @@ StageDir = Annotated[
 
 
 @app.command("dataset")
+@with_one_progress_display
 def push_dataset(
     dataset_dir: Annotated[Path, typer.Argument(help="Track dataset folder written by `clearsep-data build`.")],
     repo_id: RepoId,
@@ -61,6 +63,7 @@ def push_dataset(
 
 
 @app.command("model")
+@with_one_progress_display
 def push_model(
     model_dir: Annotated[Path, typer.Argument(help="Folder written by `ClearSepModel.save_pretrained` (or `clearsep-data train`).")],
     repo_id: RepoId,

@@ -38,8 +38,10 @@ def stats(
             continue
         table = Table(title=summary.title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for position, (column, numeric) in enumerate(zip(summary.columns, summary.numeric())):
-            short = numeric or position == 0 or column == "group"  # long text (model ids, JSON) wraps instead
-            table.add_column(column, justify="right" if numeric else "left", no_wrap=short, overflow="fold")
+            # a column of single words (field names, MIDs) stays whole; one with phrases (reject reasons, JSON) wraps
+            # between words, and a word longer than the column (a model id) folds rather than being cut
+            one_word = all(" " not in row[position] for row in summary.rows)
+            table.add_column(column, justify="right" if numeric else "left", no_wrap=numeric or one_word, overflow="fold")
         for row in summary.rows:
             table.add_row(*row)
         console.print(table)
