@@ -52,6 +52,8 @@ REFERENCE_MANIFEST = "references/manifest.csv"
 MANIFEST_FIELDS = ("ytid", "label", "path")
 BACKGROUND = "background"
 METRICS = ("sdr", "si_sdr", "sdri", "si_sdri")
+EVAL_FILE = "eval.json"
+"""A model folder's evaluation, beside its weights: ``push model`` puts it in the model card."""
 LENGTH_TOLERANCE_SECONDS = 0.01
 SILENCE_PEAK = 1 / 32768
 """A reference whose peak is below one 16-bit step is silent: no metric is defined against it."""

@@ -11,6 +11,7 @@ is skipped when rerun, so a killed loop resumes where it stopped.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -178,9 +179,10 @@ def train_round(config: LoopConfig, round_index: int, tracks: Path, model_dir: P
 def evaluate_round(config: LoopConfig, model_dir: Path, output: Path) -> dict | None:
     """Held-out SI-SDRi of the round's model, or ``None`` when the corpus has no references.
 
-    Under a distributed launch the main process evaluates and the others read its ``eval.json``.
+    The result is also copied into the model folder, where ``push model`` puts it in the model card. Under a
+    distributed launch the main process evaluates and the others read its ``eval.json``.
     """
-    from clearsep_data.evaluation import BenchmarkError, evaluate_on_benchmark
+    from clearsep_data.evaluation import EVAL_FILE, BenchmarkError, evaluate_on_benchmark
     from clearsep_data.modeling import ClearSepModel
 
     state = distributed_state()
@@ -189,6 +191,8 @@ def evaluate_round(config: LoopConfig, model_dir: Path, output: Path) -> dict | 
             evaluate_on_benchmark(ClearSepModel.from_pretrained(model_dir).eval(), config.corpus, split=config.eval_split).save(output)
         except BenchmarkError:
             pass
+    if state.is_main_process and output.exists() and not (model_dir / EVAL_FILE).exists():
+        shutil.copyfile(output, model_dir / EVAL_FILE)  # where `push model` finds it for the model card
     state.wait_for_everyone()
     return json.loads(output.read_text()) if output.exists() else None
 

@@ -52,7 +52,9 @@ def test_two_rounds_produce_models_datasets_and_a_summary(corpus, tmp_path):
     assert round2.thresholds["min_re_sdr"] == round1.thresholds["min_re_sdr"] + 2.0
     for result in results:
         assert (Path(result.model) / "model.safetensors").exists()
-        assert result.eval_si_sdri is not None and json.loads((tmp_path / "loop" / f"round-{result.round}" / "eval.json").read_text())
+        evaluation = (tmp_path / "loop" / f"round-{result.round}" / "eval.json").read_text()
+        assert result.eval_si_sdri is not None and json.loads(evaluation)
+        assert (Path(result.model) / "eval.json").read_text() == evaluation  # the model card's evaluation
     round1_args = json.loads((tmp_path / "loop" / "round-1" / "model" / "training_args.json").read_text())
     assert str(tmp_path / "loop" / "round-0" / "model") in json.dumps(round1_args)  # initialised from the previous round
     assert round1_args["natural_rate"] == 0.0 and round1_args["natural_corpus"] is None  # off by default

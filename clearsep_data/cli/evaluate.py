@@ -9,15 +9,14 @@ import typer
 
 from clearsep_data.cli.errors import USER_ERRORS, fail
 
-EVAL_FILENAME = "eval.json"
 
 
 def evaluate_command(
     model: Annotated[str, typer.Argument(help="ClearSepModel folder or Hub id.")],
     benchmark: Annotated[Path, typer.Argument(help="AudioSet-style folder with references/manifest.csv (e.g. a demo corpus).")],
     split: Annotated[str, typer.Option(help="Segments file to evaluate: `eval` reads eval_segments.csv.")] = "eval",
-    output: Annotated[Optional[Path], typer.Option(help=f"Write the JSON summary here (default: {EVAL_FILENAME} in the current folder unless --save-to-model).")] = None,
-    save_to_model: Annotated[bool, typer.Option(help=f"Also write {EVAL_FILENAME} into the (local) model folder, where the model card reads it.")] = False,
+    output: Annotated[Optional[Path], typer.Option(help="Write the JSON summary here (default: eval.json in the current folder unless --save-to-model).")] = None,
+    save_to_model: Annotated[bool, typer.Option(help="Also write eval.json into the (local) model folder, where the model card reads it.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Clips loaded and separated per batch.")] = 16,
     max_clips: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N clips.")] = None,
     oracle: Annotated[bool, typer.Option(help="Compute the ideal-ratio-mask ceiling.")] = True,
@@ -35,7 +34,7 @@ def evaluate_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from clearsep_data.evaluation import Benchmark, evaluate_on_benchmark
+    from clearsep_data.evaluation import EVAL_FILE, Benchmark, evaluate_on_benchmark
     from clearsep_data.modeling import ClearSepModel
 
     console = Console(stderr=True)
@@ -71,9 +70,9 @@ def evaluate_command(
     except USER_ERRORS as error:
         fail(error)
 
-    targets = [output] if output is not None else ([] if save_to_model else [Path(EVAL_FILENAME)])
+    targets = [output] if output is not None else ([] if save_to_model else [Path(EVAL_FILE)])
     if save_to_model:
-        targets.append(model_dir / EVAL_FILENAME)
+        targets.append(model_dir / EVAL_FILE)
     for target in targets:
         result.save(target, include_items=per_item)
     print_report(result.to_dict(), console)
