@@ -33,6 +33,9 @@ PROVENANCE_FILES = ("eval.json", "training_args.json")
 METRIC_NAMES = {"sdr": "SDR (dB)", "si_sdr": "SI-SDR (dB)", "sdri": "SDRi (dB)", "si_sdri": "SI-SDRi (dB)"}
 TRAINING_SUMMARY_KEYS = ("datasets", "init", "preset", "steps", "batch_size", "segment_seconds", "lr", "loss",
                          "queries_per_mixture", "quality", "natural_rate", "seed")  # fmt: skip
+TRAINING_CARD_OMITTED = ("eval",)
+"""Entries of ``training_args.json`` the card leaves out: ``provenance.eval`` is the trainer's proxy on artificial
+mixtures of the training tracks, not an evaluation; the card reports only ``eval.json``."""
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -43,6 +46,7 @@ def stage_model(
     repo_id: str,
     license: str = DEFAULT_LICENSE,
     datasets: list[str] | None = None,
+    dataset_id: str | None = None,
 ) -> StagedRepo:
     """Write the repository of the ``save_pretrained`` folder ``model_dir`` to ``stage_dir``.
 
@@ -50,7 +54,9 @@ def stage_model(
     :func:`_write_code`), ``preprocessor_config.json``, the safetensors weights (pickled weights are
     refused), ``eval.json`` / ``training_args.json`` when present (credential-like keys removed) and a
     ``README.md`` model card with ``model-index`` results from ``eval.json``. ``datasets`` (Hub ids)
-    default to the Hub ids among ``training_args.json``'s ``datasets``.
+    default to the Hub ids among ``training_args.json``'s ``datasets``. ``dataset_id`` is the Hub id of the
+    dataset ``eval.json`` was scored on (default: its ``dataset`` when that is a Hub id); ``model-index`` names it,
+    and is left out when the evaluation set has no Hub id (a local folder's name would name no dataset).
     """
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -65,6 +71,9 @@ def stage_model(
     evaluation = provenance.get("eval.json")
     if evaluation is not None:
         _check_eval(evaluation, source / "eval.json")
+    if dataset_id is not None and not _HUB_ID.match(dataset_id):
+        raise StagingError(f"--dataset-id: {dataset_id!r} is not a Hub dataset id like 'org/name'")
+    eval_dataset = dataset_id or (_hub_dataset(str(evaluation["dataset"])) if evaluation else None)
 
     stage = prepare_stage_dir(stage_dir)
     _write_code(source, stage)
@@ -84,9 +93,11 @@ def stage_model(
         tags=MODEL_TAGS,
         datasets=datasets or None,
         model_name=model_name,
-        eval_results=_eval_results(evaluation) if evaluation else None,
+        eval_results=_eval_results(evaluation, eval_dataset) if evaluation and eval_dataset else None,
     )
     values = _card_values(config, weights, training, evaluation, repo_id, model_name)
+    if evaluation:
+        values["eval_dataset"] = eval_dataset or _dataset_reference(str(evaluation["dataset"]))
     card = render_card(ModelCard, card_data, "model_card.md", **values)
     (stage / "README.md").write_text(str(card), encoding="utf-8")
     return StagedRepo(stage, "model", repo_id, replaced_patterns=("*.safetensors", "model.safetensors.index.json", "*.py"))
@@ -145,15 +156,19 @@ def _is_hub_id(name: str) -> bool:
     return bool(_HUB_ID.match(name)) and not os.path.exists(name)
 
 
+def _hub_dataset(name: str) -> str | None:
+    return name if _is_hub_id(name) else None
+
+
 def _dataset_reference(name: str) -> str:
     """A Hub id as is; a local path reduced to its folder name (local paths mean nothing on the Hub)."""
-    return name if _is_hub_id(name) else Path(name.rstrip("/")).name or name
+    return _hub_dataset(name) or Path(name.rstrip("/")).name or name
 
 
-def _eval_results(evaluation: dict) -> list:
+def _eval_results(evaluation: dict, dataset: str) -> list:
+    """``model-index`` results: ``eval.json``'s metrics on the Hub dataset ``dataset``."""
     from huggingface_hub import EvalResult
 
-    dataset = _dataset_reference(str(evaluation["dataset"]))
     return [
         EvalResult(
             task_type="audio-to-audio",
@@ -206,7 +221,9 @@ def _card_values(config: dict, weights: list[Path], training: dict, evaluation: 
     if training:
         summary = [[key, value] for key, value in flatten({k: training[k] for k in TRAINING_SUMMARY_KEYS if k in training})]
         values["training_table"] = SummaryTable("Training", ["argument", "value"], summary)
-        values["all_training_table"] = SummaryTable("All", ["argument", "value"], [list(row) for row in flatten(training)])
+        provenance = {key: value for key, value in (training.get("provenance") or {}).items() if key not in TRAINING_CARD_OMITTED}
+        shown = {**training, "provenance": provenance} if "provenance" in training else training
+        values["all_training_table"] = SummaryTable("All", ["argument", "value"], [list(row) for row in flatten(shown)])
     if evaluation:
         metrics = list(evaluation["metrics"])
         rows = []
@@ -226,7 +243,6 @@ def _card_values(config: dict, weights: list[Path], training: dict, evaluation: 
             values["per_class_table"] = SummaryTable(
                 "Per class", ["class", "items", *(METRIC_NAMES.get(m, m) for m in metrics)], rows
             )
-        values["eval_dataset"] = _dataset_reference(str(evaluation["dataset"]))
     return values
 
 

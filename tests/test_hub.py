@@ -186,6 +186,34 @@ def test_staged_model_repo_and_card(model_dir, tmp_path):
     assert TOKEN not in card.text
 
 
+def test_model_card_reports_the_real_evaluation_on_the_dataset_id_given(model_dir, tmp_path):
+    """A loop's model: eval.json scored on a local corpus folder, training_args.json with the trainer's proxy."""
+    import shutil
+
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    folder = tmp_path / "round-2" / "model"
+    shutil.copytree(model_dir, folder)
+    (folder / "eval.json").write_text(json.dumps({**EVAL, "dataset": "corpus"}))
+    training = json.loads((model_dir / "training_args.json").read_text())
+    training["provenance"]["eval"] = {"eval_si_sdri": 16.8, "eval_sdri": 15.9, "eval_queries": 64}
+    (folder / "training_args.json").write_text(json.dumps(training))
+
+    local = ModelCard.load(stage_model(folder, tmp_path / "a", repo_id="me/m").path / "README.md")
+    assert "model-index" not in local.data.to_dict()  # "corpus" names no dataset on the Hub
+    assert "| model | 5.10 | 4.20 | 6.00 | 7.25 |" in local.text and "On `corpus` (split `eval`)" in local.text
+    card = ModelCard.load(stage_model(folder, tmp_path / "b", repo_id="me/m", dataset_id="me/demo-corpus").path / "README.md")
+    _, results = model_index_to_eval_results(card.data.to_dict()["model-index"])
+    assert {(r.dataset_type, r.dataset_name, r.dataset_split) for r in results} == {("me/demo-corpus", "me/demo-corpus", "eval")}
+    assert {r.metric_type: r.metric_value for r in results}["si_sdri"] == 7.25
+    for text in (local.text, card.text):
+        assert "16.8" not in text and "provenance.eval" not in text  # the training-time proxy is no evaluation
+    assert "On `me/demo-corpus` (split `eval`)" in card.text
+    with pytest.raises(StagingError, match="--dataset-id: 'corpus' is not a Hub dataset id"):
+        stage_model(folder, tmp_path / "c", repo_id="me/m", dataset_id="corpus")
+
+
 def test_model_staging_refuses_unusable_folders(model_dir, tmp_path):
     import shutil
 

@@ -72,6 +72,10 @@ def push_model(
         Optional[list[str]],
         typer.Option(help="Hub id of a training dataset, for the card metadata (repeatable). Default: from training_args.json."),
     ] = None,
+    dataset_id: Annotated[
+        Optional[str],
+        typer.Option(help="Hub id of the dataset eval.json was scored on, named in the card's model-index (which is left out without a Hub id)."),
+    ] = None,
     token: Token = None,
     private: Private = False,
     revision: Revision = None,
@@ -83,7 +87,7 @@ def push_model(
     from clearsep_data.hub.model import stage_model
 
     _push(
-        lambda folder: stage_model(model_dir, folder, repo_id=repo_id, license=license, datasets=dataset or None),
+        lambda folder: stage_model(model_dir, folder, repo_id=repo_id, license=license, datasets=dataset or None, dataset_id=dataset_id),
         token=token, private=private, revision=revision, commit_message=commit_message, dry_run=dry_run, stage_dir=stage_dir,
     )  # fmt: skip
 
