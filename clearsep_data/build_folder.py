@@ -30,10 +30,13 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from clearsep_data.corpus import Clip, Skip
 from clearsep_data.errors import ClearSepError
-from clearsep_data.tracks import DATA_DIR, SHARD_NAME, shard_name
+from clearsep_data.tracks import DATA_DIR, SHARD_NAME, shard_name, split_config
 
 BLOCK_PREFIX = "block-"
 ROW_GROUP_SIZE = 64
+MAX_ROW_GROUP_BYTES = 100_000_000
+"""Largest row group (in memory), as ``push_to_hub`` writes them (``datasets.config.MAX_ROW_GROUP_SIZE``, 100MB): the
+Hub's dataset viewer refuses row groups above about 300 MB."""
 
 
 class BuildError(ClearSepError):
@@ -326,6 +329,21 @@ def merge_blocks(blocks: Sequence[Block], data_dir: Path, splits: Sequence[str],
     return info
 
 
+def row_groups(table: pa.Table) -> Iterator[pa.Table]:
+    """``table`` cut into row groups of :data:`ROW_GROUP_SIZE` rows, fewer where they would hold more than
+    :data:`MAX_ROW_GROUP_BYTES` (long tracks; a single larger row is a group of its own), so that the Hub's dataset
+    viewer can read every row group."""
+    start = size = 0
+    for index in range(table.num_rows):
+        row_bytes = table.slice(index, 1).nbytes  # the bytes this row references, its audio included
+        if index > start and (index - start == ROW_GROUP_SIZE or size + row_bytes > MAX_ROW_GROUP_BYTES):
+            yield table.slice(start, index - start)
+            start, size = index, 0
+        size += row_bytes
+    if start < table.num_rows:
+        yield table.slice(start)
+
+
 def write_shards(sources: list[Path], staging: Path, split: str, features: Features, max_shard_bytes: int) -> dict[str, int]:
     """Stream ``sources`` (in order) into ``staging/{split}-XXXXX-of-YYYYY.parquet`` shards of about ``max_shard_bytes``.
 
@@ -344,7 +362,8 @@ def write_shards(sources: list[Path], staging: Path, split: str, features: Featu
                 shards.append(staging / f".{split}-{len(shards):05d}.parquet")
                 writer = pq.ParquetWriter(shards[-1], features.arrow_schema)
                 shard_bytes = 0
-            writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
+            for group in row_groups(table):
+                writer.write_table(group, row_group_size=group.num_rows)
             shard_bytes += table.nbytes
             total_bytes += table.nbytes
             rows += table.num_rows
@@ -361,25 +380,29 @@ def write_shards(sources: list[Path], staging: Path, split: str, features: Featu
 
 
 def dataset_card_data(features: Features, split_info: dict[str, dict[str, int]], **metadata) -> DatasetCardData:
-    """Card metadata (``configs`` and ``dataset_info``) that lets ``load_dataset`` read the shards.
+    """Card metadata (``configs`` and ``dataset_info``) that lets ``load_dataset`` read the shards, one config per
+    :func:`~clearsep_data.tracks.split_config` (the accepted tracks are the ``default`` config).
 
     ``dataset_info`` is produced by datasets' own ``DatasetInfosDict``, as ``push_to_hub`` does.
     """
+    by_config: dict[str, dict[str, dict[str, int]]] = {}
+    for split, values in split_info.items():
+        by_config.setdefault(split_config(split), {})[split] = values
     card_data = DatasetCardData(
         configs=[
-            {
-                "config_name": "default",
-                "data_files": [{"split": split, "path": f"data/{split}-*"} for split in split_info],
-            }
+            {"config_name": config, "data_files": [{"split": split, "path": f"{DATA_DIR}/{split}-*"} for split in splits]}
+            for config, splits in by_config.items()
         ],
         **metadata,
     )
-    splits = SplitDict()
-    for split, values in split_info.items():
-        splits.add(SplitInfo(name=split, num_bytes=values["num_bytes"], num_examples=values["num_examples"]))
-    size = sum(values["num_bytes"] for values in split_info.values())
-    info = DatasetInfo(features=features, splits=splits, download_size=size, dataset_size=size)
-    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    infos = {}
+    for config, config_splits in by_config.items():
+        splits = SplitDict()
+        for split, values in config_splits.items():
+            splits.add(SplitInfo(name=split, num_bytes=values["num_bytes"], num_examples=values["num_examples"]))
+        size = sum(values["num_bytes"] for values in config_splits.values())
+        infos[config] = DatasetInfo(features=features, splits=splits, download_size=size, dataset_size=size)
+    DatasetInfosDict(infos).to_dataset_card_data(card_data)
     return card_data
 
 

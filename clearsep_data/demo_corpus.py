@@ -11,6 +11,7 @@ Output is deterministic: the same arguments give byte-identical files.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -41,6 +42,8 @@ from clearsep_data.corpus_writer import (  # noqa: F401  (YTID_* and MANIFEST re
 )
 from clearsep_data.ontology import Ontology, OntologyNode
 
+GENERATOR = "clearsep-data demo-corpus"
+"""The ``generator`` of a demo corpus's ``corpus.json``: how a dataset card knows its audio is synthetic."""
 GENERATOR_VERSION = 2
 """Bumped whenever the generated audio or files change for the same arguments."""
 
@@ -222,7 +225,7 @@ def generate_demo_corpus(
         eval_clips_per_class=_clips_per_class(held_out),
     )
     write_json(out / SETTINGS, {
-        "generator": "clearsep-data demo-corpus",
+        "generator": GENERATOR,
         "version": GENERATOR_VERSION,
         "seed": seed,
         "clips": clips,
@@ -315,9 +318,18 @@ def _write_clip(out: Path, plan: _ClipPlan, sampling_rate: int, length: int) -> 
 def _write_segments(path: Path, plans: Sequence[_ClipPlan], seconds: float, seed: int) -> None:
     """An AudioSet segments CSV of the split's clips."""
     rows = [(plan.ytid, plan.start_seconds, plan.start_seconds + seconds, plan.labels) for plan in plans]
-    write_segments(path, rows, creator=f"clearsep-data demo-corpus (version {GENERATOR_VERSION}, seed {seed})")
+    write_segments(path, rows, creator=f"{GENERATOR} (version {GENERATOR_VERSION}, seed {seed})")
 
 
 def _clips_per_class(plans: Sequence[_ClipPlan]) -> dict[str, int]:
     counts = Counter(event.demo.name for plan in plans for event in plan.events)
     return {demo.name: counts[demo.name] for demo in DEMO_CLASSES}
+
+
+def demo_corpus_settings(folder: str | Path) -> dict | None:
+    """The settings of the demo corpus in ``folder`` (its ``corpus.json``), or ``None`` when it is no demo corpus."""
+    try:
+        settings = json.loads((Path(folder) / SETTINGS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return settings if isinstance(settings, dict) and settings.get("generator") == GENERATOR else None

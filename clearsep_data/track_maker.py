@@ -132,6 +132,7 @@ class TrackMaker:
             "label": label,
             "label_name": self.ontology.name(label),
             "clip_labels": list(clip.labels),
+            "clip_label_names": [self.ontology.name(mid) for mid in clip.labels],
             "origin": origin,
             "re_sdr": scores.get("re_sdr"),
             "re_sisdr": scores.get("re_sisdr"),

@@ -37,12 +37,13 @@ SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)(?:-(?P<index>\d+)-of-(?P<cou
 TRACK_FIELDS: dict[str, str] = {
     "audio": "The track as FLAC bytes (mono), decoded by datasets' Audio feature.",
     "track_id": "Unique id of the track: `{clip_id}_{start_ms}_{label slug}`.",
-    "clip_id": "YouTube id (YTID) of the source clip.",
-    "start_seconds": "Segment start within the YouTube video, as in the AudioSet CSV.",
-    "end_seconds": "Segment end within the YouTube video, as in the AudioSet CSV.",
+    "clip_id": "Id of the source clip in its corpus (for AudioSet, the YouTube id, YTID).",
+    "start_seconds": "Segment start within the source recording (for AudioSet, the YouTube video), as in the segments CSV.",
+    "end_seconds": "Segment end within the source recording (for AudioSet, the YouTube video), as in the segments CSV.",
     "label": "AudioSet MID of the sound event this track holds (the query).",
     "label_name": "Display name of `label`.",
     "clip_labels": "All MIDs the clip was annotated with, as listed in the corpus.",
+    "clip_label_names": "Display names of `clip_labels`, in the same order.",
     "origin": "`single_source` (a clip with one label, kept whole) or `separated` (a model output).",
     "re_sdr": "Re-SDR in dB: SDR of the original clip against the sum of its separated tracks (clip-level, copied to each track). Null for single-source tracks.",
     "re_sisdr": "Re-SI-SDR in dB: the scale-invariant version of `re_sdr`. Null for single-source tracks.",
@@ -63,6 +64,7 @@ TRACK_FEATURE_TYPES: dict[str, object] = {
     "label": Value("string"),
     "label_name": Value("string"),
     "clip_labels": [Value("string")],
+    "clip_label_names": [Value("string")],
     "origin": Value("string"),
     "re_sdr": Value("float32"),
     "re_sisdr": Value("float32"),
@@ -89,6 +91,16 @@ def track_id(clip_id: str, start_seconds: float, label: str) -> str:
 def clip_key(row: dict) -> tuple[str, float]:
     """The clip segment a track row comes from (YouTube ids repeat across segments of one video)."""
     return row["clip_id"], row["start_seconds"]
+
+
+DEFAULT_CONFIG = "default"
+
+
+def split_config(split: str) -> str:
+    """The card config holding ``split``: the accepted split is the ``default`` config and every other split (the
+    rejected tracks) a config of its own, so ``load_dataset(repo)`` and the viewer's first table give clean tracks
+    only, and ``load_dataset(repo, "rejected", split="rejected")`` the others."""
+    return DEFAULT_CONFIG if split == ACCEPTED_SPLIT else split
 
 
 def shard_name(split: str, index: int, count: int) -> str:

@@ -6,10 +6,12 @@ import os
 import shutil
 from pathlib import Path
 
+from clearsep_data.demo_corpus import GENERATOR as DEMO_GENERATOR, demo_corpus_settings
 from clearsep_data.hub.staging import (
     StagedRepo,
     StagingError,
     flatten,
+    is_hub_id,
     prepare_stage_dir,
     read_json,
     redact_secrets,
@@ -44,12 +46,16 @@ def stage_dataset(
     license: str = DEFAULT_LICENSE,
     max_shard_size: str | int = "500MB",
     pretty_name: str | None = None,
+    corpus_id: str | None = None,
+    model_id: str | None = None,
 ) -> StagedRepo:
     """Write the repository of the track dataset in ``dataset_dir`` to ``stage_dir``.
 
     The repository holds ``data/{split}-XXXXX-of-YYYYY.parquet`` (re-sharded to ``max_shard_size``,
     audio bytes embedded), ``plots/*.png``, ``stats.json``, the build's provenance files and a
-    ``README.md`` dataset card whose YAML lets ``load_dataset(repo_id)`` read every split.
+    ``README.md`` dataset card whose YAML lets ``load_dataset(repo_id)`` read the accepted tracks and
+    ``load_dataset(repo_id, "rejected")`` the rejected ones. The card names the corpus and the separation model
+    by the Hub ids ``corpus_id`` / ``model_id`` when given, never by a local path.
     """
     from datasets.utils.py_utils import convert_file_size_to_int
     from huggingface_hub import DatasetCard
@@ -96,7 +102,7 @@ def stage_dataset(
         size_categories=[size_category(sum(info["num_examples"] for info in split_info.values()))],
         **({"license_name": "audioset-mixed", "license_link": AUDIOSET_DOWNLOAD_PAGE} if license == "other" else {}),
     )
-    values = _card_values(stats, features, repo_id, has_skips=(stage / "skips.jsonl").exists())
+    values = _card_values(stats, features, repo_id, has_skips=(stage / "skips.jsonl").exists(), corpus_id=corpus_id, model_id=model_id)
     card = render_card(DatasetCard, card_data, "dataset_card.md", **values)
     (stage / "README.md").write_text(str(card), encoding="utf-8")
     return StagedRepo(stage, "dataset", repo_id, replaced_patterns=("data/*.parquet", "plots/*.png"))
@@ -138,7 +144,7 @@ def _check_audio_embedded(paths: list[Path]) -> None:
             raise StagingError(f"{path}: {missing} row(s) have no audio bytes; the dataset must embed its audio")
 
 
-def _card_values(stats, features, repo_id: str, has_skips: bool) -> dict:
+def _card_values(stats, features, repo_id: str, has_skips: bool, corpus_id: str | None, model_id: str | None) -> dict:
     """The template's variables, computed from the statistics and the build record."""
     from clearsep_data.tracks import REJECTED_SPLIT, TRACK_FIELDS
     from clearsep_data.stats import SummaryTable, summary_tables
@@ -148,7 +154,11 @@ def _card_values(stats, features, repo_id: str, has_skips: bool) -> dict:
     if isinstance(build.get("fingerprint"), dict):  # `clearsep-data build`: settings, then the counts they gave
         build = {**build["fingerprint"], **build.get("summary", {})}
     record = {**build, **stats.provenance.get("summary.json", {})}
-    build_rows = [[key, value] for key, value in flatten(_without(record, BUILD_SUMMARY_OMITTED)) if value != ""]
+    demo = demo_corpus_settings(record["corpus"]) if isinstance(record.get("corpus"), str) else None
+    public = public_names(record, corpus_id, model_id, demo)
+    build_rows = [[key, public(value)] for key, value in flatten(_without(record, BUILD_SUMMARY_OMITTED)) if value != ""]
+    provenance = tables["Provenance"]
+    provenance = SummaryTable(provenance.title, provenance.columns, [[c, public(v), n] for c, v, n in provenance.rows])
     skip_reasons = record.get("skip_reasons") or {}
     accepted_classes = [c for c in stats.classes if c.accepted] or stats.classes
     return {
@@ -164,7 +174,9 @@ def _card_values(stats, features, repo_id: str, has_skips: bool) -> dict:
         "has_summary": "summary.json" in stats.provenance,
         "has_skips": has_skips,
         "skip_table": SummaryTable("Skipped clips", ["reason", "clips"], [[r, str(n)] for r, n in skip_reasons.items()]),
-        "provenance_table": tables["Provenance"],
+        "provenance_table": provenance,
+        "corpus": public(record["corpus"]) if isinstance(record.get("corpus"), str) else None,
+        "synthetic": demo is not None,
         "content_tables": [tables[title] for title in ("Splits", "Tracks per class", "Origins")],
         "quality_tables": [tables[title] for title in ("Quality (dB)", "Reject reasons") if title in tables],
         "field_table": SummaryTable(
@@ -173,6 +185,35 @@ def _card_values(stats, features, repo_id: str, has_skips: bool) -> dict:
             [[f"`{name}`", _feature_type(features[name]), TRACK_FIELDS.get(name, "")] for name in features],
         ),
     }
+
+
+def public_names(record: dict, corpus_id: str | None, model_id: str | None, demo: dict | None):
+    """A function that shows a value of the build record without local paths: the corpus as ``corpus_id``, or
+    "synthetic demo corpus" for the demo, or its folder's name; the model (``path@sha256:...``) as ``model_id``
+    or "local model", each keeping the weights' digest; an ontology or segments file by its name."""
+    replacements = {}
+    corpus = record.get("corpus")
+    if isinstance(corpus, str) and not is_hub_id(corpus):
+        seed = f", seed {demo['seed']}" if demo and "seed" in demo else ""
+        replacements[corpus] = corpus_id or (f"synthetic demo corpus ({DEMO_GENERATOR}{seed})" if demo else f"local corpus '{Path(corpus).name}'")
+    elif isinstance(corpus, str) and corpus_id:
+        replacements[corpus] = corpus_id
+    for key in ("ontology", "segments"):
+        if isinstance(record.get(key), str) and os.sep in record[key]:
+            replacements[record[key]] = Path(record[key]).name
+    model = record.get("model")
+    if isinstance(model, str) and "@" in model:
+        path = model.rsplit("@", 1)[0]
+        if model_id or not is_hub_id(path):
+            replacements[path] = model_id or "local model"
+
+    def public(value: str) -> str:
+        for local, shown in replacements.items():
+            if value == local or value.startswith(local + "@"):
+                return shown + value[len(local):]
+        return value
+
+    return public
 
 
 def _without(record: dict, omitted: tuple[str, ...]) -> dict:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 from pathlib import Path
 
 from clearsep_data.hub.staging import (
     StagedRepo,
     StagingError,
+    HUB_ID,
     flatten,
+    is_hub_id,
     prepare_stage_dir,
     read_json,
     redact_secrets,
@@ -36,7 +37,6 @@ TRAINING_SUMMARY_KEYS = ("datasets", "init", "preset", "steps", "batch_size", "s
 TRAINING_CARD_OMITTED = ("eval",)
 """Entries of ``training_args.json`` the card leaves out: ``provenance.eval`` is the trainer's proxy on artificial
 mixtures of the training tracks, not an evaluation; the card reports only ``eval.json``."""
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def stage_model(
@@ -71,7 +71,7 @@ def stage_model(
     evaluation = provenance.get("eval.json")
     if evaluation is not None:
         _check_eval(evaluation, source / "eval.json")
-    if dataset_id is not None and not _HUB_ID.match(dataset_id):
+    if dataset_id is not None and not HUB_ID.match(dataset_id):
         raise StagingError(f"--dataset-id: {dataset_id!r} is not a Hub dataset id like 'org/name'")
     eval_dataset = dataset_id or (_hub_dataset(str(evaluation["dataset"])) if evaluation else None)
 
@@ -84,7 +84,7 @@ def stage_model(
 
     training = provenance.get("training_args.json", {})
     if datasets is None:
-        datasets = [name for name in training.get("datasets") or [] if _is_hub_id(name)]
+        datasets = [name for name in training.get("datasets") or [] if is_hub_id(name)]
     model_name = repo_id.split("/")[-1]
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
@@ -152,12 +152,8 @@ def _check_eval(evaluation: dict, path: Path) -> None:
         raise StagingError(f"{path}: missing 'dataset' (the evaluation set, a Hub id or a name)")
 
 
-def _is_hub_id(name: str) -> bool:
-    return bool(_HUB_ID.match(name)) and not os.path.exists(name)
-
-
 def _hub_dataset(name: str) -> str | None:
-    return name if _is_hub_id(name) else None
+    return name if is_hub_id(name) else None
 
 
 def _dataset_reference(name: str) -> str:

@@ -82,6 +82,15 @@ def write_json(path: Path, value) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+"""A Hub repository id, ``org/name``."""
+
+
+def is_hub_id(name: str) -> bool:
+    """``name`` looks like a Hub id and is not a local path."""
+    return bool(HUB_ID.match(name)) and not os.path.exists(name)
+
+
 def flatten(value, prefix: str = "") -> list[tuple[str, str]]:
     """Scalar leaves of nested JSON as ``("a.b", "value")`` rows, for the cards' provenance tables."""
     if isinstance(value, dict):

@@ -46,6 +46,7 @@ def track_rows(rows: list[tuple], split: str) -> list[dict]:
                 label=label,
                 label_name=name,
                 clip_labels=[label] if origin == "single_source" else [label, "/m/0jbk"],
+                clip_label_names=[name] if origin == "single_source" else [name, "Animal"],
                 origin=origin,
                 **dict(zip(("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db"), quality)),
                 iteration=0,

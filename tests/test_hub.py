@@ -16,7 +16,7 @@ from clearsep_data.cli import app
 from clearsep_data.hub.dataset import stage_dataset
 from clearsep_data.hub.model import stage_model
 from clearsep_data.hub.staging import StagingError
-from clearsep_data.tracks import TRACK_FIELDS, track_features
+from clearsep_data.tracks import TRACK_FIELDS, load_tracks, track_features
 
 TOKEN = "hf_ClearSepTestTokenNeverPublish0123"
 CODE_FILES = ["configuration_clearsep.py", "feature_extraction_clearsep.py", "loading.py", "losses.py",
@@ -100,14 +100,12 @@ def test_dataset_card_metadata_is_valid_for_hub_and_datasets(track_dataset, tmp_
     assert data.task_categories == ["audio-to-audio"] and data.size_categories == ["n<1K"]
     assert {"audio", "source-separation", "audioset"} <= set(data.tags)
     configs = MetadataConfigs.from_dataset_card_data(data)
-    assert configs["default"]["data_files"] == [
-        {"split": "train", "path": "data/train-*"},
-        {"split": "rejected", "path": "data/rejected-*"},
-    ]
-    info = DatasetInfosDict.from_dataset_card_data(data)["default"]
-    assert info.features == track_features(16000)
-    assert {name: split.num_examples for name, split in info.splits.items()} == {"train": 5, "rejected": 2}
-    assert all(split.num_bytes > 0 for split in info.splits.values())
+    assert configs["default"]["data_files"] == [{"split": "train", "path": "data/train-*"}]
+    assert configs["rejected"]["data_files"] == [{"split": "rejected", "path": "data/rejected-*"}]  # a config of its own
+    infos = DatasetInfosDict.from_dataset_card_data(data)
+    assert infos["default"].features == infos["rejected"].features == track_features(16000)
+    assert {name: split.num_examples for info in infos.values() for name, split in info.splits.items()} == {"train": 5, "rejected": 2}
+    assert all(split.num_bytes > 0 for info in infos.values() for split in info.splits.values())
 
     body = card.text
     for link in ("plots/quality_histograms.png", "plots/tracks_per_class.png"):
@@ -115,11 +113,54 @@ def test_dataset_card_metadata_is_valid_for_hub_and_datasets(track_dataset, tmp_
     assert 'load_dataset("clearsep/tracks", split="train")' in body
     assert "| Bark | /m/05tny_ | 2 | 1 | 66.7% |" in body
     assert "| re_sdr < 10 | 2 | 100.0% |" in body
-    assert "| corpus | demo-corpus |" in body and "| thresholds.min_re_sdr | 10 |" in body  # from build.json
+    assert "| corpus | local corpus 'demo-corpus' |" in body and "| thresholds.min_re_sdr | 10 |" in body  # from build.json
     assert "| audio is shorter than its segment | 1 |" in body
     assert "CC BY 4.0" in body and "YouTube" in body
+    assert 'load_dataset("clearsep/tracks", "rejected", split="rejected")' in body
     for field in TRACK_FIELDS:
         assert f"| `{field}` |" in body
+
+
+def test_dataset_card_names_hub_ids_or_the_synthetic_demo_corpus_never_local_paths(tmp_path):
+    from huggingface_hub import DatasetCard
+
+    from clearsep_data.demo_corpus import generate_demo_corpus
+
+    corpus = tmp_path / "work" / "corpus"
+    generate_demo_corpus(corpus, clips=2, eval_clips=0, seed=3, seconds=1.0, sampling_rate=8000)
+    root = write_track_dataset(tmp_path / "tracks")
+    record = json.loads((root / "build.json").read_text())
+    record["fingerprint"].update(corpus=str(corpus), model=f"{tmp_path}/work/round-0/model@sha256:0123abcd")
+    (root / "build.json").write_text(json.dumps(record))
+
+    demo = DatasetCard.load(stage_dataset(root, tmp_path / "a", repo_id="me/tracks").path / "README.md").text
+    assert "| corpus | synthetic demo corpus (clearsep-data demo-corpus, seed 3) |" in demo
+    assert "| model | local model@sha256:0123abcd |" in demo and str(tmp_path) not in demo
+    assert "made from the **synthetic demo corpus" in demo and "no YouTube material" in demo
+    assert "YouTube id (YTID) of the source clip" not in demo and "uploaders" not in demo
+
+    named = stage_dataset(root, tmp_path / "b", repo_id="me/tracks", corpus_id="me/demo-corpus", model_id="me/clearsep-small")
+    card = DatasetCard.load(named.path / "README.md").text
+    assert "| corpus | me/demo-corpus |" in card and "| model | me/clearsep-small@sha256:0123abcd |" in card
+    assert str(tmp_path) not in card
+
+
+def test_staged_parquet_has_the_shape_the_hub_viewer_reads(many_tracks, tmp_path, monkeypatch):
+    """Embedded audio bytes, the Audio feature in the schema metadata, and row groups no larger than datasets writes
+    (the viewer refuses row groups above ~300 MB): long tracks get fewer rows per row group."""
+    from datasets import Audio, Features
+
+    monkeypatch.setattr("clearsep_data.build_folder.MAX_ROW_GROUP_BYTES", 40_000)  # as if each track were long
+    staged = stage_dataset(many_tracks, tmp_path / "stage", repo_id="me/tracks")
+    for path in sorted((staged.path / "data").glob("*.parquet")):
+        parquet = pq.ParquetFile(path)
+        assert Features.from_arrow_schema(parquet.schema_arrow)["audio"] == Audio(sampling_rate=16000)
+        groups = [parquet.read_row_group(index) for index in range(parquet.num_row_groups)]  # what the viewer loads
+        assert all(group.nbytes <= 40_000 for group in groups) and (len(groups) > 1 or parquet.metadata.num_rows < 10)
+        audio = parquet.read(columns=["audio"]).column("audio").to_pylist()
+        assert all(row["bytes"] for row in audio)
+    rows = sum(pq.ParquetFile(path).metadata.num_rows for path in (staged.path / "data").glob("train-*.parquet"))
+    assert rows == 30 * len(TRAIN_ROWS)
 
 
 def test_license_option_and_stage_dir_rules(track_dataset, tmp_path):
@@ -365,9 +406,9 @@ def test_dataset_loads_back_from_the_hub(hub, many_tracks, tmp_path):
     assert len(list((staged.path / "data").glob("train-*.parquet"))) > 1
     hub.publish(staged.path, "dataset", "clearsep/tracks")
 
-    remote = load_dataset("clearsep/tracks")
-    local = load_dataset(str(many_tracks))
-    assert set(remote) == {"train", "rejected"}
+    remote = {**load_dataset("clearsep/tracks"), **load_dataset("clearsep/tracks", "rejected")}
+    local = {split: load_tracks(many_tracks, split) for split in ("train", "rejected")}
+    assert set(remote) == set(local) == {"train", "rejected"}
     assert remote["train"].features == track_features(16000)
     for split, rows in (("train", TRAIN_ROWS * 30), ("rejected", REJECTED_ROWS)):
         assert remote[split].num_rows == len(rows)

@@ -52,6 +52,7 @@ def track_row(clip_id: str, label: str, origin: str, audio: np.ndarray, clip_lab
         label=label,
         label_name=NAMES[label],
         clip_labels=clip_labels,
+        clip_label_names=[NAMES[mid] for mid in clip_labels],
         origin=origin,
         re_sdr=re_sisdr,
         re_sisdr=re_sisdr,

@@ -44,6 +44,8 @@ def push_dataset(
     ] = "other",
     max_shard_size: Annotated[str, typer.Option(help="Largest parquet shard (uncompressed), e.g. 500MB.")] = "500MB",
     pretty_name: Annotated[Optional[str], typer.Option(help="Title of the dataset card.")] = None,
+    corpus_id: Annotated[Optional[str], typer.Option(help="Hub id of the corpus the build read, named in the card instead of its local path.")] = None,
+    model_id: Annotated[Optional[str], typer.Option(help="Hub id of the separation model the build used, named in the card instead of its local path.")] = None,
     token: Token = None,
     private: Private = False,
     revision: Revision = None,
@@ -56,7 +58,8 @@ def push_dataset(
 
     _push(
         lambda folder: stage_dataset(
-            dataset_dir, folder, repo_id=repo_id, license=license, max_shard_size=max_shard_size, pretty_name=pretty_name
+            dataset_dir, folder, repo_id=repo_id, license=license, max_shard_size=max_shard_size, pretty_name=pretty_name,
+            corpus_id=corpus_id, model_id=model_id,
         ),
         token=token, private=private, revision=revision, commit_message=commit_message, dry_run=dry_run, stage_dir=stage_dir,
     )  # fmt: skip
