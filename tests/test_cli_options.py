@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from clearsep_data.build_config import BuildConfig
 from clearsep_data.cli import app
-from clearsep_data.cli.options import CONFIG, config_command, generated_fields, split_values
+from clearsep_data.cli.options import CONFIG, config_command, field_default, generated_fields, split_values
 from clearsep_data.training.arguments import TrainingArguments
 
 COMMANDS = [("train", TrainingArguments), ("build", BuildConfig)]
@@ -30,7 +30,7 @@ def test_every_field_for_the_cli_is_an_option_with_its_default_and_help(command,
     assert len(fields) > 10
     for f in fields:
         option = options[f.name]
-        assert option.default == f.default, f.name
+        assert option.default == field_default(f), f.name
         assert option.help == f.metadata["help"], f.name
         assert getattr(option, "rich_help_panel", None) == f.metadata.get("panel"), f.name
     # The fields given in another shape name the command's own options; the others stay off the command line.

@@ -28,7 +28,7 @@ RUN = "Run"
 #: Fields that do not change the training trajectory: they may differ when a run is resumed.
 FREE_ON_RESUME = frozenset(
     {"output_dir", "eval_every", "eval_mixtures", "save_every", "save_total_limit", "log_every", "resume",
-     "num_workers", "log_samples", "progress", "cache_gb"}
+     "num_workers", "log_samples", "progress", "cache_gb", "report_to"}
 )
 
 
@@ -68,7 +68,8 @@ class TrainingArguments:
     warmup_steps: int | None = field(default=None, metadata={"help": "Warm-up steps (default 5% of --steps, at most 1000)."})
     grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimisation step."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
-    bf16: bool = field(default=False, metadata={"help": "bf16 autocast."})
+    bf16: bool = field(default=False, metadata={
+        "help": "bf16 autocast (default: accelerate's choice, as `accelerate launch --mixed_precision` or its config sets it)."})
     seed: int = field(default=0, metadata={"help": "Seed of the model initialisation and of the mixtures."})
     deterministic: bool = field(default=False, metadata={"help": "Deterministic torch algorithms.", "cli": False})
     loss: str = field(default=DEFAULT_LOSS, metadata={"help": "snr_sisnr (-0.9 SNR - 0.1 SI-SNR) | l1 (AudioSep)."})
@@ -103,15 +104,21 @@ class TrainingArguments:
     log_samples: bool = field(default=False, metadata={
         "help": "Log the tracks behind every query to samples/process-N.jsonl.", "panel": RUN})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar.", "panel": RUN})
+    report_to: list[str] = field(default_factory=list, metadata={
+        "help": "Experiment tracker to log metrics to through accelerate (repeatable): tensorboard, wandb, mlflow, "
+                "trackio, ... or all; logs under OUTPUT/runs. Default: none (metrics.jsonl only).", "panel": RUN})
 
     def __post_init__(self):
         self.datasets = [self.datasets] if isinstance(self.datasets, str) else list(self.datasets)
         self.snr_db = tuple(float(value) for value in self.snr_db)
+        self.report_to = [self.report_to] if isinstance(self.report_to, str) else list(self.report_to)
         if self.natural_rate is None:
             self.natural_rate = 0.25 if self.natural_corpus else 0.0
 
     def validate(self) -> None:
         """Raise :class:`TrainingError` naming the first invalid argument: the only check of training settings."""
+        from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
         from clearsep_data.modeling.losses import LOSSES
 
         checks = [
@@ -138,6 +145,11 @@ class TrainingArguments:
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.snr_db[0] <= self.snr_db[1], "snr_db must be (low, high)"),
             (self.init is None or not self.model_config, "model_config applies to a new model, not with init"),
+            (
+                set(self.report_to) <= {*LOGGER_TYPE_TO_CLASS, "all"},
+                f"report_to: {', '.join(sorted(set(self.report_to) - set(LOGGER_TYPE_TO_CLASS)))} is not one of accelerate's "
+                f"trackers ({', '.join(LOGGER_TYPE_TO_CLASS)}, all)",
+            ),
         ]
         for ok, message in checks:
             if not ok:

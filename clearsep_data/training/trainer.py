@@ -23,6 +23,7 @@ exactly (on CPU; on GPU up to cuDNN's non-determinism unless ``deterministic=Tru
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -151,15 +152,10 @@ def train(args: TrainingArguments) -> TrainResult:
     May be called repeatedly in one process (the ClearSep loop does): Accelerate's per-run state
     (mixed precision, gradient accumulation) is reset on return; the process group is kept.
     """
-    from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
     args.validate()
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
-        gradient_accumulation_steps=args.grad_accum,
-        mixed_precision="bf16" if args.bf16 else "no",
-    )
+    accelerator = _accelerator(args)
     try:
         return _run(args, accelerator)
     finally:
@@ -168,6 +164,50 @@ def train(args: TrainingArguments) -> TrainResult:
             tracker.finish()
         AcceleratorState._reset_state(reset_partial_state=False)
         GradientState._reset_state()
+
+
+def _accelerator(args: TrainingArguments):
+    """The run's ``Accelerator``: mixed precision from ``--bf16``, else from ``accelerate launch --mixed_precision``,
+    its config file or ``ACCELERATE_MIXED_PRECISION`` (``None`` lets accelerate read them); ``--report-to``
+    trackers, logging under ``OUTPUT/runs`` and started here with the run's arguments."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=args.grad_accum,
+        mixed_precision="bf16" if args.bf16 else None,
+        log_with=args.report_to or None,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "runs")),
+    )
+    if args.report_to:
+        started = {str(getattr(tracker, "value", tracker)) for tracker in accelerator.log_with}
+        missing = sorted(set(args.report_to) - started - {"all"})
+        if missing:
+            raise TrainingError(f"report_to: {', '.join(missing)} is not installed (pip install {' '.join(missing)})")
+        hyperparameters = {key: value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+                           for key, value in args.to_dict().items()}  # fmt: skip  (trackers take scalars only)
+        accelerator.init_trackers(output_dir.name or "clearsep", config=hyperparameters)
+    return accelerator
+
+
+def match_gradient_layout(model: torch.nn.Module) -> None:
+    """Give every gradient its parameter's strides, so that DDP stops warning "Grad strides do not match bucket view
+    strides" (and copying through a slow path).
+
+    The multi-threaded CPU backward of a convolution whose weight has size-1 dimensions (the 1x1 shortcut, skip and
+    output convolutions, the one-channel input convolution) returns e.g. a ``(32, 32, 1, 1)`` gradient with strides
+    ``(32, 1, 32, 32)`` where the weight has ``(32, 1, 1, 1)``: the same values, and autograd accepts it (it ignores
+    the strides of size-1 dimensions), but DDP compares every stride with its bucket's view.
+    """
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.register_hook(functools.partial(_with_layout_of, parameter))
+
+
+def _with_layout_of(parameter: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    return gradient if gradient.stride() == parameter.stride() else torch.empty_like(parameter).copy_(gradient)
 
 
 @dataclass
@@ -246,6 +286,8 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
     # Not prepared: an accelerate-prepared scheduler steps once per process per step, for a sharded
     # data loader; here every process draws a full batch, so one step is one scheduler step.
     scheduler = get_cosine_schedule_with_warmup(optimizer, _warmup_steps(args), args.steps)
+    if accelerator.num_processes > 1:
+        match_gradient_layout(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     checkpointed = Checkpointed(model, optimizer, scheduler)
     start_step = _restore(args, accelerator, data.provenance, checkpointed)
@@ -380,9 +422,12 @@ def _provenance(args, sources, catalog: TrackCatalog, held_out: np.ndarray, natu
 
 
 def _log_metrics(accelerator, path: Path, record: dict) -> None:
+    """A line of ``metrics.jsonl``, and the same values to the ``--report-to`` trackers."""
     if accelerator.is_main_process:
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+    if accelerator.trackers:
+        accelerator.log({key: value for key, value in record.items() if key != "step"}, step=record["step"])
 
 
 def _log_sample(path: Path, step: int, micro_batch: int, batch: dict) -> None:
