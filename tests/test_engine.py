@@ -110,6 +110,7 @@ def test_build_writes_a_loadable_dataset_with_quality_fields(reference_build, co
     streamed = next(iter(load_dataset(str(reference_build), split="train", streaming=True)))
     assert streamed["track_id"] == dataset["train"][0]["track_id"]
     assert load_tracks(reference_build)["track_id"] == dataset["train"]["track_id"]
+    assert set(dataset) == {"train"}  # the default config holds the accepted tracks only (rejected: a config of its own)
 
 
 def test_clip_audio_of_single_source_tracks_is_the_clip(reference_build, corpus):

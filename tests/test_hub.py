@@ -89,6 +89,7 @@ def test_staged_dataset_is_resharded_and_keeps_every_row(many_tracks, tmp_path):
 
 
 def test_dataset_card_metadata_is_valid_for_hub_and_datasets(track_dataset, tmp_path):
+    from datasets import load_dataset
     from datasets.info import DatasetInfosDict
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard
@@ -106,6 +107,10 @@ def test_dataset_card_metadata_is_valid_for_hub_and_datasets(track_dataset, tmp_
     assert infos["default"].features == infos["rejected"].features == track_features(16000)
     assert {name: split.num_examples for info in infos.values() for name, split in info.splits.items()} == {"train": 5, "rejected": 2}
     assert all(split.num_bytes > 0 for info in infos.values() for split in info.splits.values())
+    local = {config: load_dataset(str(staged.path), config, cache_dir=str(tmp_path / "cache")) for config in ("default", "rejected")}
+    assert {config: {split: len(rows) for split, rows in splits.items()} for config, splits in local.items()} == {
+        "default": {"train": 5}, "rejected": {"rejected": 2}
+    }
 
     body = card.text
     for link in ("plots/quality_histograms.png", "plots/tracks_per_class.png"):
