@@ -13,6 +13,10 @@ Measured on demo corpora generated into a temporary folder and an untrained ``sm
   the outputs are checked equal (up to float rounding between thread counts). Target >= 1.5.
 - ``rss_growth``: peak RSS (``VmHWM``) of a ``build`` child process on the large / the small corpus (``--rss-clips``).
   Target <= 1.10.
+- ``null_model``: the engine's own throughput, the separator replaced by :class:`NullSeparator` (instant, the same
+  output shapes): clips/s and milliseconds per clip in each stage (decode, separate, quality, encode, write, finalize).
+  What is left when the model costs nothing is the ceiling the CPU side puts on a build.
+  ``--null-model`` measures only this (much faster than the full report).
 
 In-process measurements use one torch thread (``--threads``): on a shared machine OpenMP threads spin-wait for
 each other whenever one is descheduled, which inflates and scatters the model's time; one thread gives the model's
@@ -72,6 +76,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--block-size", type=int, help="clips per committed block (default 8; quick 2): several blocks per process")
     parser.add_argument("--batch-size", type=int, default=8, help="the engine's separate batch size")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the in-process measurements (see above)")
+    parser.add_argument("--null-model", action="store_true", help="only the null-model measurement (see above)")
     parser.add_argument("--worker", nargs=3, metavar=("CORPUS", "OUTPUT", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     quick = args.quick
@@ -84,10 +89,11 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def build_config(corpus: Path, output: Path, model: Path, args: argparse.Namespace):
+def build_config(corpus: Path, output: Path, model: Path, args: argparse.Namespace, **overrides):
     from clearsep_data.engine import BuildConfig
 
-    return BuildConfig(corpus=str(corpus), output_dir=output, model=str(model), block_size=args.block_size, batch_size=args.batch_size)
+    settings = dict(block_size=args.block_size, batch_size=args.batch_size, **overrides)
+    return BuildConfig(corpus=str(corpus), output_dir=output, model=str(model), **settings)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -120,10 +126,10 @@ class StageTimer:
 
     STAGES = {
         "decode": ("clearsep_data.corpus", "Corpus", "load"),
-        "flac_encode": ("clearsep_data.track_maker", None, "encode_flac"),
+        "encode": ("clearsep_data.track_maker", None, "encode_flac"),
         "quality": ("clearsep_data.track_maker", None, "assess"),
-        "block_write": ("clearsep_data.build_folder", "BuildFolder", "commit_block"),
-        "merge_and_card": ("clearsep_data.engine", None, "finalize"),
+        "write": ("clearsep_data.build_folder", "BuildFolder", "commit_block"),
+        "finalize": ("clearsep_data.engine", None, "finalize"),
         "model_load": ("clearsep_data.engine", None, "load_model"),
     }
 
@@ -145,14 +151,15 @@ class StageTimer:
         return timed
 
     @contextlib.contextmanager
-    def patched(self):
+    def patched(self, separator=None):
+        """Time the stages, and the ``separate`` method of ``separator`` (default ``ClearSepModel``)."""
         import importlib
 
         from clearsep_data.modeling import ClearSepModel
 
         targets = [(importlib.import_module(module), cls, name, stage) for stage, (module, cls, name) in self.STAGES.items()]
         targets = [(getattr(module, cls) if cls else module, name, stage) for module, cls, name, stage in targets]
-        targets.append((ClearSepModel, "separate", "model_separate"))
+        targets.append((separator or ClearSepModel, "separate", "model_separate"))
         originals = [(owner, name, getattr(owner, name)) for owner, name, _ in targets]
         try:
             for owner, name, stage in targets:
@@ -239,6 +246,74 @@ def measure_overhead(corpus_dir: Path, model_dir: Path, args, root: Path) -> dic
         "clips_per_second": round(summary.clips / fastest["seconds"], 3),
         "real_time_factor": round(fastest["seconds"] / audio_seconds, 4),
         "separated_clips_per_second": round(summary.separated_clips / fastest["seconds"], 3),
+    }
+
+
+# ------------------------------------------------------------------------------------------ null model
+class NullSeparator:
+    """Stands in for ``ClearSepModel`` in a build: ``separate`` returns at once, with the model's output shapes.
+
+    Each query's track is the mixture divided by the number of queries (so the remix is exact and every quality
+    score finite); a list of waveforms gets a list of ``(Q, T)`` arrays, as from the model.
+    """
+
+    def __init__(self, config):
+        self.config = config
+
+    def separate(self, audio, queries, sampling_rate=None, **options):
+        single = not isinstance(audio, (list, tuple))
+        waveforms, query_lists = ([audio], [queries]) if single else (list(audio), list(queries))
+        outputs = [np.repeat(np.asarray(wave, np.float32)[None] / len(names), len(names), axis=0) for wave, names in zip(waveforms, query_lists)]
+        return outputs[0] if single else outputs
+
+
+@contextlib.contextmanager
+def null_model():
+    """Builds in this block load a :class:`NullSeparator` in place of the model (the config and tag are the model's)."""
+    from clearsep_data import engine
+
+    load_model = engine.load_model
+
+    def load_null(model_id, device):
+        model, tag = load_model(model_id, device)
+        return NullSeparator(model.config), tag
+
+    engine.load_model = load_null
+    try:
+        yield
+    finally:
+        engine.load_model = load_model
+
+
+NULL_STAGES = ("decode", "separate", "quality", "encode", "write", "finalize")
+
+
+def measure_null_model(corpus_dir: Path, model_dir: Path, args, root: Path, **overrides) -> dict:
+    """Clips/s and ms per clip per stage of builds whose separator costs nothing; the fastest of ``--repeats``."""
+    from clearsep_data.engine import build
+
+    runs = []
+    for repeat in range(args.repeats):
+        timer = StageTimer()
+        config = build_config(corpus_dir, root / f"null-{repeat}", model_dir, args, **overrides)
+        with null_model(), timer.patched(NullSeparator), stdout_to_stderr():
+            start = time.perf_counter()
+            summary = build(config, overwrite=True, progress=False)
+            elapsed = time.perf_counter() - start
+        runs.append({"seconds": elapsed, "stages": dict(timer.seconds), "summary": summary})
+    fastest = min(runs, key=lambda run: run["seconds"])
+    summary, stages = fastest["summary"], fastest["stages"]
+    stages["separate"] = stages.pop("model_separate", 0.0) + stages.pop("model_reseparate", 0.0)
+    tracks = summary.accepted_tracks + summary.rejected_tracks
+    return {
+        "clips_per_second": round(summary.clips / fastest["seconds"], 2),
+        "seconds": round(fastest["seconds"], 3),
+        "seconds_all_runs": [round(run["seconds"], 3) for run in runs],
+        "ms_per_clip": {name: round(1000 * stages.get(name, 0.0) / summary.clips, 3) for name in NULL_STAGES},
+        "finalize_ms_per_track": round(1000 * stages.get("finalize", 0.0) / tracks, 3) if tracks else None,
+        "clips": summary.clips,
+        "separated_clips": summary.separated_clips,
+        "tracks": tracks,
     }
 
 
@@ -389,6 +464,12 @@ def main() -> None:
             corpus = demo_corpus(root / "corpus", args.clips, args.seconds)
             model_dir = save_demo_model(root / "model")
         report["corpus"] = {"clips": args.clips, "clip_seconds": args.seconds, "sampling_rate": 16000, "block_size": args.block_size}
+        with phase("null_model", phases):
+            report["null_model"] = measure_null_model(corpus, model_dir, args, root)
+        if args.null_model:
+            report["phase_seconds"] = phases
+            finish(report, started)
+            return
         with phase("overhead", phases):
             report.update(measure_overhead(corpus, model_dir, args, root))
         with phase("kth_query", phases):
