@@ -23,7 +23,7 @@ each other whenever one is descheduled, which inflates and scatters the model's 
 least disturbed (smallest) time and so the strictest overhead ratio.
 
 Also clips/s, the real-time factor (processing seconds per second of audio, lower is better), where the build's time
-goes (model, decoding, FLAC encoding, quality scores, block writes, final merge) and the model's FLOPs per 10 s clip.
+goes (model, decoding, FLAC encoding, quality scores, block writes, finalize) and the model's FLOPs per 10 s clip.
 
     python benchmarks/engine.py [--quick] [--clips N] [--seconds S] [--repeats R]
 """

@@ -41,8 +41,8 @@ class BuildConfig:
     streaming: bool = field(default=False, metadata={"help": "Stream a Hugging Face dataset corpus."})
     sampling_rate: int = field(default=16000, metadata={"help": "Track sampling rate when no model is given."})
     keep_rejected: bool = field(default=True, metadata={"help": "Keep rejected tracks in a `rejected` split."})
-    block_size: int = field(default=32, metadata={"help": "Clips per committed block (the unit of resumption)."})
-    max_shard_bytes: int = field(default=500 * 2**20, metadata={"help": "Largest parquet shard, bytes.", "cli": ("max_shard_size",)})
+    block_size: int = field(default=32, metadata={
+        "help": "Clips per committed block (the unit of resumption; each block's tracks become one parquet shard per split)."})
     batch_size: int = field(default=8, metadata={"help": "Mixture encodings per model forward."})
     use_bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the model.", "flags": ("--bf16/--no-bf16",)})
 
@@ -66,7 +66,6 @@ class BuildConfig:
             "sampling_rate": sampling_rate,
             "keep_rejected": self.keep_rejected,
             "block_size": self.block_size,
-            "max_shard_bytes": self.max_shard_bytes,
             "bf16": self.use_bf16,
         }
 

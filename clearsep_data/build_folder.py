@@ -2,10 +2,11 @@
 
 Work is cut into *blocks* of consecutive corpus rows. A block is committed atomically (its files are
 written to a temporary folder which is then renamed), so a killed build never leaves a half-written
-block and a rerun redoes only uncommitted blocks. Finishing streams the blocks, in corpus order,
-into ``data/{split}-XXXXX-of-YYYYY.parquet``: the result does not depend on how many processes wrote
-the blocks or how often the build was interrupted, and no step holds more than one block or one
-parquet row group in memory.
+block and a rerun redoes only uncommitted blocks. Each process writes its blocks' parquet files in their
+final form; finishing hard-links them, in corpus order, as ``data/{split}-XXXXX-of-YYYYY.parquet`` (one
+shard per block and split) and renames the folder into place: metadata only, so its time does not grow
+with the bytes written, and the result does not depend on how many processes wrote the blocks or how
+often the build was interrupted. ``clearsep-data push dataset`` re-shards to the Hub's shard size.
 
 A folder is only ever cleared when it holds a ClearSep build (its ``build.json`` or its work folder),
 and then only of the files a build writes; one build at a time holds the folder's lock.
@@ -266,7 +267,9 @@ class BuildFolder:
         for split, rows in rows_by_split.items():
             if rows:
                 table = pa.Table.from_pylist(rows, schema=features.arrow_schema)
-                pq.write_table(table, temporary / f"{split}.parquet", row_group_size=ROW_GROUP_SIZE)
+                with pq.ParquetWriter(temporary / f"{split}.parquet", features.arrow_schema) as writer:  # a final shard
+                    for group in row_groups(table):
+                        writer.write_table(group, row_group_size=group.num_rows)
         with open(temporary / "skips.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(skip.to_dict()) + "\n" for skip in skips)
         (temporary / "clips.json").write_text(json.dumps(manifest), encoding="utf-8")
@@ -278,9 +281,9 @@ class BuildFolder:
 
     # ------------------------------------------------------------------ finish
 
-    def merge(self, blocks: Sequence[Block], splits: Sequence[str], features: Features, max_shard_bytes: int) -> dict[str, dict[str, int]]:
-        """Merge ``blocks`` (in corpus order) into the shards under ``data/``; ``{split: {num_examples, num_bytes}}``."""
-        return merge_blocks(blocks, self.root / self.DATA, splits, features, max_shard_bytes)
+    def publish(self, blocks: Sequence[Block], splits: Sequence[str], features: Features) -> dict[str, dict[str, int]]:
+        """Link the split files of ``blocks`` (in corpus order) as the shards under ``data/``; ``{split: {num_examples, num_bytes}}``."""
+        return publish_blocks(blocks, self.root / self.DATA, splits, features)
 
     def write_skips(self, lines: Iterable[str]) -> None:
         atomic_write_lines(self.root / self.SKIPS, lines)
@@ -302,13 +305,14 @@ def _changed_keys(old: dict, new: dict) -> str:
     return "; ".join(f"{key}: {short(old.get(key))} -> {short(new.get(key))}" for key in keys)
 
 
-def merge_blocks(blocks: Sequence[Block], data_dir: Path, splits: Sequence[str], features: Features, max_shard_bytes: int) -> dict[str, dict[str, int]]:
-    """Stream ``blocks`` (in order) into ``data_dir/{split}-XXXXX-of-YYYYY.parquet``.
+def publish_blocks(blocks: Sequence[Block], data_dir: Path, splits: Sequence[str], features: Features) -> dict[str, dict[str, int]]:
+    """Hard-link the split files of ``blocks`` (in corpus order) as the shards under ``data_dir``.
 
-    Returns ``{split: {"num_examples": ..., "num_bytes": ...}}`` of the splits that have rows. When none has, the
-    first split gets one shard that holds only the schema, so the layout stays valid and the empty dataset
-    streams (datasets cannot materialise a split of zero rows). The previous ``data_dir`` is replaced only once
-    the new one is complete.
+    Returns ``{split: {"num_examples": ..., "num_bytes": ...}}`` (from the parquet footers) of the splits that have
+    rows. When none has, the first split gets one shard that holds only the schema, so the layout stays valid and
+    the empty dataset streams (datasets cannot materialise a split of zero rows). The blocks stay whole until
+    ``data_dir`` is complete (a build killed meanwhile resumes from them); the previous ``data_dir`` is replaced
+    only then.
     """
     staging = data_dir.with_name(f".{data_dir.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -317,9 +321,9 @@ def merge_blocks(blocks: Sequence[Block], data_dir: Path, splits: Sequence[str],
     for split in splits:
         sources = [path for block in blocks if (path := block.split_file(split))]
         if sources:
-            info[split] = write_shards(sources, staging, split, features, max_shard_bytes)
+            info[split] = link_shards(sources, staging, split)
     if not info:
-        info[splits[0]] = write_shards([], staging, splits[0], features, max_shard_bytes)
+        info[splits[0]] = write_shards([], staging, splits[0], features, 0)
     old = data_dir.with_name(f".{data_dir.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if data_dir.exists():
@@ -327,6 +331,17 @@ def merge_blocks(blocks: Sequence[Block], data_dir: Path, splits: Sequence[str],
     os.rename(staging, data_dir)
     shutil.rmtree(old, ignore_errors=True)
     return info
+
+
+def link_shards(sources: list[Path], staging: Path, split: str) -> dict[str, int]:
+    """Hard-link ``sources`` (in order) as ``staging/{split}-XXXXX-of-YYYYY.parquet``; rows and bytes from their footers."""
+    rows = total_bytes = 0
+    for index, source in enumerate(sources):
+        os.link(source, staging / shard_name(split, index, len(sources)))
+        metadata = pq.read_metadata(source)
+        rows += metadata.num_rows
+        total_bytes += sum(metadata.row_group(group).total_byte_size for group in range(metadata.num_row_groups))
+    return {"num_examples": rows, "num_bytes": total_bytes}
 
 
 def row_groups(table: pa.Table) -> Iterator[pa.Table]:

@@ -5,7 +5,8 @@ single-event clip whole, separates a multi-event clip once per query, scores the
 without references (remix and per-track checks, see :mod:`clearsep_data.quality`), filters the
 tracks with :class:`~clearsep_data.filtering.Thresholds` and writes them, block by block, with
 :mod:`clearsep_data.build_folder`. Launched under ``torchrun`` / ``accelerate launch``, each process takes
-every ``num_processes``-th block; the main process merges the blocks once all are done.
+every ``num_processes``-th block and writes its tracks as final parquet shards; once all are done, the main
+process publishes them as the dataset (hard links and a rename: no byte is rewritten).
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ class BlockRunner:
 
 
 def finalize(config: BuildConfig, folder: BuildFolder, fingerprint: dict, rows: int, features) -> BuildSummary:
-    """Check every block is there, merge them into the dataset, write skips, README and summary."""
+    """Check every block is there, publish their shards as the dataset, write skips, README and summary."""
     blocks = folder.committed_blocks()
     expected = range(math.ceil(rows / config.block_size))
     missing = sorted(set(expected) - set(blocks))
@@ -190,7 +191,7 @@ def finalize(config: BuildConfig, folder: BuildFolder, fingerprint: dict, rows: 
         raise BuildError(f"blocks {missing[:10]} were never committed; rerun the same command to finish them")
     ordered = [blocks[number] for number in expected]
     splits = [ACCEPTED_SPLIT, REJECTED_SPLIT] if config.keep_rejected else [ACCEPTED_SPLIT]
-    split_info = folder.merge(ordered, splits, features, config.max_shard_bytes)
+    split_info = folder.publish(ordered, splits, features)
     skip_reasons: Counter = Counter()
 
     def skip_lines():  # streamed: the skip list of a large corpus is never held in memory

@@ -104,7 +104,10 @@ def split_config(split: str) -> str:
 
 
 def shard_name(split: str, index: int, count: int) -> str:
-    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+    """``{split}-XXXXX-of-YYYYY.parquet``; past 99,999 shards every number of the split widens alike, so that the
+    names still sort in shard order."""
+    width = max(5, len(str(count)))
+    return f"{split}-{index:0{width}d}-of-{count:0{width}d}.parquet"
 
 
 def shard_split(name: str) -> str | None:

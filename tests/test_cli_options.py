@@ -90,13 +90,13 @@ def test_command_line_values_reach_build_config(monkeypatch, tmp_path):
         raise ValueError("stop here")
 
     monkeypatch.setattr(clearsep_data.engine, "build", fake_build)
-    argv = ["build", "corpus", str(tmp_path), "--bf16", "--block-size", "4", "--max-shard-size", "1MB", "--split", "eval",
+    argv = ["build", "corpus", str(tmp_path), "--bf16", "--block-size", "4", "--split", "eval",
             "--min-re-sdr", "3", "--overwrite", "--no-progress", "--no-keep-rejected"]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 1 and "stop here" in result.output
     [(config, overwrite, progress)] = seen
     assert (config.corpus, config.output_dir, config.use_bf16, config.block_size, config.split) == ("corpus", tmp_path, True, 4, "eval")
-    assert (config.max_shard_bytes, config.thresholds.min_re_sdr, config.keep_rejected) == (10**6, 3.0, False)
+    assert (config.thresholds.min_re_sdr, config.keep_rejected) == (3.0, False)
     assert (overwrite, progress) == (True, False)
 
 

@@ -142,6 +142,9 @@ def test_two_processes_give_the_same_dataset_as_one(corpus, model_dir, reference
     assert result.returncode == 0, result.stderr[-3000:]
     for split in ("train", "rejected"):
         assert read_split(output, split) == read_split(reference_build, split)
+    # Each process wrote its own blocks' shards (one per block of 3 clips); they load as one dataset, in corpus order.
+    assert len(list((output / "data").glob("train-*.parquet"))) == 6
+    assert load_tracks(output).to_list() == load_tracks(reference_build).to_list()
     assert (output / "skips.jsonl").read_text() == (reference_build / "skips.jsonl").read_text()
 
 

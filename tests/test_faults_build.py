@@ -5,6 +5,7 @@ Each test failed on the engine before the build folder owned its files (``clears
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import soundfile as sf
 import torch
 
 from clearsep_data import ClearSepConfig, ClearSepModel
+from clearsep_data import build_folder
 from clearsep_data.build_folder import BuildError, BuildFolder
 from clearsep_data.demo_corpus import generate_demo_corpus, label_vocabulary
 from clearsep_data.engine import BuildConfig, build, reason_category
@@ -155,14 +157,46 @@ def test_resume_refuses_audio_changed_under_a_committed_block(corpus, tmp_path, 
         build(config, progress=False)
 
 
-def test_finished_build_rerun_with_bf16_or_another_shard_size_is_refused(corpus, model_dir, tmp_path):
+def test_finished_build_rerun_with_bf16_or_another_block_size_is_refused(corpus, model_dir, tmp_path):
     output = tmp_path / "tracks"
     build(config_for(corpus, output, model_dir), progress=False)
     with pytest.raises(BuildError, match="bf16: false -> true"):
         build(config_for(corpus, output, model_dir, use_bf16=True), progress=False)
-    with pytest.raises(BuildError, match="max_shard_bytes"):
-        build(config_for(corpus, output, model_dir, max_shard_bytes=2**20), progress=False)
+    with pytest.raises(BuildError, match="block_size"):
+        build(dataclasses.replace(config_for(corpus, output, model_dir), block_size=3), progress=False)
     assert build(config_for(corpus, output, model_dir), progress=False) is not None  # the same settings: finished
+
+
+def test_finishing_links_the_blocks_as_shards_and_a_build_killed_meanwhile_resumes(corpus, model_dir, tmp_path, monkeypatch):
+    """Finishing writes no track byte: each shard under data/ is a block's own file (the same inode), in corpus order;
+    the blocks stay whole until build.json is written, so a build killed while publishing finishes on a rerun."""
+    output = tmp_path / "tracks"
+    config = config_for(corpus, output, model_dir)
+    publish, inodes = build_folder.publish_blocks, {}
+
+    def publish_then_stop(blocks, data_dir, splits, features):
+        for split in splits:
+            inodes[split] = [os.stat(path).st_ino for block in blocks if (path := block.split_file(split))]
+        publish(blocks, data_dir, splits, features)
+        raise KeyboardInterrupt  # killed after data/ is in place, before build.json
+
+    monkeypatch.setattr(build_folder, "publish_blocks", publish_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        build(config, progress=False)
+    for split in ("train", "rejected"):
+        shards = sorted((output / "data").glob(f"{split}-*.parquet"))
+        assert [os.stat(shard).st_ino for shard in shards] == inodes[split]
+    assert len(inodes["train"]) == 4  # 8 clips in blocks of 2: one shard per block
+    monkeypatch.setattr(build_folder, "publish_blocks", publish)
+    summary = build(config, progress=False)
+    assert len(load_tracks(output)) == summary.accepted_tracks == sum(counts["num_examples"] for counts in summary.splits.values())
+    assert not (output / BuildFolder.WORK_DIR).exists() and summary.clips == 8
+    # push stages the block shards as the Hub's layout: re-sharded, every row kept, in order.
+    from clearsep_data.hub.dataset import stage_dataset
+
+    staged = stage_dataset(output, tmp_path / "stage", repo_id="me/tracks")
+    assert [path.name for path in sorted((staged.path / "data").iterdir())] == ["train-00000-of-00001.parquet"]
+    assert load_tracks(staged.path)["track_id"] == load_tracks(output)["track_id"]
 
 
 def test_resume_under_another_thread_count_is_refused_naming_both(corpus, model_dir, tmp_path, monkeypatch):

@@ -28,7 +28,6 @@ def build(
     min_energy_ratio: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
     min_consistency_sisdr: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
     max_leakage_db: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
-    max_shard_size: Annotated[str, typer.Option(help="Largest parquet shard, e.g. 500MB.")] = "500MB",
     config: dict,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing build in OUTPUT_DIR.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -39,7 +38,6 @@ def build(
     `accelerate launch --num_processes N` each process takes its own share of the clips.
     """
     check_launch()
-    from datasets.utils.py_utils import convert_file_size_to_int
     from rich.console import Console
 
     from clearsep_data.distributed import is_main_process
@@ -64,7 +62,6 @@ def build(
             corpus=corpus,
             output_dir=output_dir,
             thresholds=chosen,
-            max_shard_bytes=convert_file_size_to_int(max_shard_size),
         )
         summary = run_build(build_config, overwrite=overwrite, progress=progress)
     except USER_ERRORS as error:
