@@ -43,6 +43,9 @@ class BuildConfig:
     keep_rejected: bool = field(default=True, metadata={"help": "Keep rejected tracks in a `rejected` split."})
     block_size: int = field(default=32, metadata={
         "help": "Clips per committed block (the unit of resumption; each block's tracks become one parquet shard per split)."})
+    num_workers: int = field(default=0, metadata={
+        "help": "DataLoader worker processes that decode the clips (0: the main process); with workers, as many writer "
+                "processes FLAC-encode and write the blocks, so the main process only runs the model. The dataset is the same."})
     batch_size: int = field(default=8, metadata={"help": "Mixture encodings per model forward."})
     use_bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the model.", "flags": ("--bf16/--no-bf16",)})
 

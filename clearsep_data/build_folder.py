@@ -143,6 +143,11 @@ class BuildFolder:
         handle.flush()
         self._lock_handle = handle
 
+    @property
+    def lock_descriptor(self) -> int | None:
+        """The file descriptor that holds the lock (``None`` when this process does not hold it)."""
+        return None if self._lock_handle is None else self._lock_handle.fileno()
+
     def unlock(self) -> None:
         if self._lock_handle is not None:
             (self.root / self.LOCK).unlink(missing_ok=True)

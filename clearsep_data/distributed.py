@@ -24,21 +24,32 @@ def stop_with_launcher(poll_seconds: float = 0.1) -> None:
     """End this worker soon after its launcher dies (the command line calls it for every command).
 
     ``kill -9`` of ``torchrun`` (or ``accelerate launch``) gives its workers no chance to be told: they would run
-    on, orphaned, and finish the job behind the user's back. A daemon thread watches the parent process and
-    exits when it is gone; committed work is kept (blocks and checkpoints are atomic), so rerunning resumes.
+    on, orphaned, and finish the job behind the user's back. Committed work is kept (blocks and checkpoints are
+    atomic), so rerunning resumes.
     """
     if "LOCAL_RANK" not in os.environ:  # not started by a launcher
         return
-    launcher = os.getppid()
+    message = f"error: the launcher (PID {os.getppid()}) is gone; stopping. Rerun the same command to resume.\n"
+    exit_with_parent(message, poll_seconds)
+
+
+def exit_with_parent(message: str = "", poll_seconds: float = 0.1) -> None:
+    """End this process (after writing ``message`` to stderr) soon after its parent dies: a daemon thread watches it.
+
+    Helper processes (a build's decoding workers and block writers) call it at start, so that none outlives a build
+    killed by ``kill -9``.
+    """
+    parent = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == launcher:
+        while os.getppid() == parent:
             time.sleep(poll_seconds)
-        sys.stderr.write(f"error: the launcher (PID {launcher}) is gone; stopping. Rerun the same command to resume.\n")
-        sys.stderr.flush()
+        if message:
+            sys.stderr.write(message)
+            sys.stderr.flush()
         os._exit(1)
 
-    threading.Thread(target=watch, name="clearsep-launcher-watch", daemon=True).start()
+    threading.Thread(target=watch, name="clearsep-parent-watch", daemon=True).start()
 
 
 def is_main_process() -> bool:

@@ -15,15 +15,17 @@ import json
 import math
 import re
 import time
-from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass, field
 
+from clearsep_data.block_writer import block_writer, write_block
 from clearsep_data.build_config import BuildConfig
 from clearsep_data.build_folder import Block, BuildError, BuildFolder, dataset_card_data, source_stamp
+from clearsep_data.clip_stream import ClipStream, CorpusEnd, clip_loader
 from clearsep_data.corpus import Clip, Skip, open_corpus
 from clearsep_data.distributed import distributed_state
-from clearsep_data.track_maker import TrackMaker, load_model
+from clearsep_data.track_maker import Prepared, TrackMaker, load_model
 from clearsep_data.tracks import (
     ACCEPTED_SPLIT,
     ORIGIN_SEPARATED,
@@ -81,9 +83,10 @@ class BlockRunner:
     """
 
     def __init__(self, corpus, maker: TrackMaker, folder: BuildFolder, features, *, rank: int, world: int, block_size: int,
-                 keep_rejected: bool):
+                 keep_rejected: bool, num_workers: int = 0):
         self.corpus, self.maker, self.folder, self.features = corpus, maker, folder, features
         self.rank, self.world, self.block_size, self.keep_rejected = rank, world, block_size, keep_rejected
+        self.num_workers = num_workers
         self.done = folder.committed_blocks()
         self.counts: Counter = Counter()
         """This run's counts (:data:`COUNTS`) of the rows this process handled."""
@@ -95,35 +98,43 @@ class BlockRunner:
     def run(self, on_clip=None) -> int:
         """Process every pending block of this process; returns the number of corpus rows.
 
-        A finished block is written by a background thread while the next one is processed (parquet writing and
-        fsync release the GIL, so the writes overlap the model); at most one block is in flight.
+        Clips are decoded by ``num_workers`` DataLoader workers (:mod:`clearsep_data.clip_stream`) while this process
+        runs the model. A finished block is FLAC-encoded and written by the block writer (a thread without workers, as
+        many processes as workers with them) while the next ones are processed; at most as many blocks are in flight
+        as there are writers, so memory stays bounded, and a writer's error surfaces at the next block.
         """
+        stream = ClipStream(self.corpus, self.maker, rank=self.rank, world=self.world, block_size=self.block_size,
+                            done=set(self.done))
         pending: dict | None = None
-        in_flight: Future | None = None
+        in_flight: deque[Future] = deque()
         rows = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clearsep-commit") as writer:
-            for item in self.corpus:
-                rows = item.index + 1
-                block = item.index // self.block_size
-                if block % self.world != self.rank:
+        # The decoding workers are forked first, so that they hold none of the writers' pipes: a writer whose build is
+        # killed then sees its task pipe close, and ends.
+        prepared_rows = iter(clip_loader(stream, self.num_workers, self.folder.lock_descriptor))
+        with block_writer(self.num_workers) as writer:
+            for prepared in prepared_rows:
+                if isinstance(prepared, CorpusEnd):
+                    rows = max(rows, prepared.rows)
                     continue
+                item = prepared.item
+                block = item.index // self.block_size
                 if block in self.done:
                     self._check_committed(item, block)
                     continue
                 if pending is not None and pending["block"] != block:
-                    in_flight = self._commit_in_background(writer, pending, in_flight)
+                    self._commit_in_background(writer, pending, in_flight)
                     pending = None
                 if pending is None:
                     self.mine.add(block)
                     pending = {"block": block, ACCEPTED_SPLIT: [], REJECTED_SPLIT: [], "skips": [], "indexes": [], "sources": [],
                                "counts": Counter()}
-                self._process(item, pending)
+                self._process(prepared, pending)
                 if on_clip is not None:
                     on_clip(self)
             if pending is not None:
-                in_flight = self._commit_in_background(writer, pending, in_flight)
-            if in_flight is not None:
-                in_flight.result()
+                self._commit_in_background(writer, pending, in_flight)
+            while in_flight:
+                in_flight.popleft().result()
         return rows
 
     def _check_committed(self, item: Clip | Skip, block: int) -> None:
@@ -136,19 +147,21 @@ class BlockRunner:
                 "written (this row's labels, segment or audio file differ); pass --overwrite to rebuild from the corpus as it is now"
             )
 
-    def _commit_in_background(self, writer: ThreadPoolExecutor, pending: dict, in_flight: Future | None) -> Future:
-        if in_flight is not None:
-            in_flight.result()  # the previous block first: bounded memory, and its errors surface here
-        return writer.submit(self._commit, pending)
+    def _commit_in_background(self, writer: Executor, pending: dict, in_flight: deque[Future]) -> None:
+        while len(in_flight) >= max(1, self.num_workers):  # as many blocks as writers; earlier blocks first: bounded memory, and their errors surface here
+            in_flight.popleft().result()
+        splits = {ACCEPTED_SPLIT: pending[ACCEPTED_SPLIT], REJECTED_SPLIT: pending[REJECTED_SPLIT]}
+        manifest = {"indexes": pending["indexes"], "sources": pending["sources"],
+                    "counts": {key: pending["counts"][key] for key in COUNTS}}
+        in_flight.append(writer.submit(write_block, self.folder.root, pending["block"], splits, pending["skips"], manifest,
+                                       self.features, self.maker.sampling_rate))
 
-    def _process(self, item: Clip | Skip, pending: dict) -> None:
+    def _process(self, prepared: Prepared, pending: dict) -> None:
+        item = prepared.item
         pending["indexes"].append(item.index)
         pending["sources"].append(source_stamp(item))
         counts = Counter(clips=1)
-        if isinstance(item, Skip):
-            skip, accepted, rejected = item, [], []
-        else:
-            accepted, rejected, skip = self.maker(item, self.corpus)
+        accepted, rejected, skip = self.maker.make(prepared)
         if skip is not None:
             pending["skips"].append(skip)
             counts["skipped"] += 1
@@ -160,12 +173,6 @@ class BlockRunner:
             counts[(accepted or rejected)[0]["origin"]] += 1
         pending["counts"].update(counts)
         self.counts.update(counts)
-
-    def _commit(self, pending: dict) -> None:
-        splits = {ACCEPTED_SPLIT: pending[ACCEPTED_SPLIT], REJECTED_SPLIT: pending[REJECTED_SPLIT]}
-        manifest = {"indexes": pending["indexes"], "sources": pending["sources"],
-                    "counts": {key: pending["counts"][key] for key in COUNTS}}
-        self.folder.commit_block(pending["block"], splits, pending["skips"], manifest, self.features)
 
     def others(self) -> Counter:
         """Counts of the blocks committed by other processes or earlier runs.
@@ -306,7 +313,7 @@ def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True
         if _open_on_main(state, folder, fingerprint, config.numerics(state.device), overwrite):
             features = track_features(maker.sampling_rate)
             runner = BlockRunner(corpus, maker, folder, features, rank=state.process_index, world=state.num_processes,
-                                 block_size=config.block_size, keep_rejected=config.keep_rejected)
+                                 block_size=config.block_size, keep_rejected=config.keep_rejected, num_workers=config.num_workers)
             rows = _run_with_progress(runner, corpus, config.block_size, progress and state.is_main_process)
             state.wait_for_everyone()
             if state.is_main_process:

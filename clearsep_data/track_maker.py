@@ -3,19 +3,24 @@
 A clip whose labels reduce to one query (the ontology's mutually exclusive reduction) is kept whole; a
 multi-event clip is separated once per query, each track re-separated with every query of its clip for
 the per-track checks (:mod:`clearsep_data.quality`), and judged by :class:`~clearsep_data.filtering.Thresholds`.
+
+The work is cut in two so that the CPU side runs beside the model: :meth:`TrackMaker.prepare` chooses the queries
+and decodes the clip (in DataLoader workers, :mod:`clearsep_data.clip_stream`), :meth:`TrackMaker.make` separates
+and scores it (the main process), and :mod:`clearsep_data.block_writer` turns the rows' waveforms into FLAC when
+their block is written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from clearsep_data.audio import AudioError, encode_flac
+from clearsep_data.audio import AudioError
 from clearsep_data.corpus import Clip, Skip
 from clearsep_data.filtering import Thresholds
 from clearsep_data.ontology import Ontology
@@ -60,8 +65,21 @@ def _file_sha256(path: Path) -> bytes:
     return digest.digest()
 
 
+@dataclass
+class Prepared:
+    """A corpus row ready for the model: its queries and decoded audio, or why it is skipped."""
+
+    item: Clip | Skip
+    queries: tuple[str, ...] = ()
+    mixture: np.ndarray | None = None
+    skip: Skip | None = None
+
+
 class TrackMaker:
-    """Turns one clip into track rows (accepted and rejected) or a :class:`Skip`."""
+    """Turns one clip into track rows (accepted and rejected) or a :class:`Skip`.
+
+    Rows hold their audio as a waveform (``{"array", "path"}``) until :func:`encode_audio`.
+    """
 
     def __init__(
         self,
@@ -88,23 +106,36 @@ class TrackMaker:
 
     def __call__(self, clip: Clip, corpus) -> tuple[list[dict], list[dict], Skip | None]:
         """``(accepted_rows, rejected_rows, skip)`` for one clip."""
-        selection = self.ontology.select_queries(clip.labels, self.vocabulary)
+        return self.make(self.prepare(clip, corpus))
+
+    def prepare(self, item: Clip | Skip, corpus) -> Prepared:
+        """Choose the clip's queries and decode its audio (no model involved)."""
+        if isinstance(item, Skip):
+            return Prepared(item, skip=item)
+        selection = self.ontology.select_queries(item.labels, self.vocabulary)
         if selection.unknown:
-            return [], [], self._skip(clip, f"labels not in the ontology: {', '.join(selection.unknown)}")
+            return Prepared(item, skip=self._skip(item, f"labels not in the ontology: {', '.join(selection.unknown)}"))
         if selection.out_of_vocabulary:
             names = ", ".join(f"{mid} ({self.ontology.name(mid)})" for mid in selection.out_of_vocabulary)
-            return [], [], self._skip(clip, f"labels outside the model's query vocabulary: {names}")
+            return Prepared(item, skip=self._skip(item, f"labels outside the model's query vocabulary: {names}"))
         if not selection.queries:
-            return [], [], self._skip(clip, "no labels to query")
+            return Prepared(item, skip=self._skip(item, "no labels to query"))
         if len(selection.queries) > 1 and self.model is None:
-            return [], [], self._skip(clip, "multi-event clip and no separation model given")
+            return Prepared(item, skip=self._skip(item, "multi-event clip and no separation model given"))
         try:
-            mixture = corpus.load(clip, self.sampling_rate)
+            mixture = corpus.load(item, self.sampling_rate)
         except AudioError as error:
-            return [], [], self._skip(clip, error.reason)
-        if len(selection.queries) == 1:
-            return [self._row(clip, selection.queries[0], mixture, origin=ORIGIN_SINGLE_SOURCE)], [], None
-        return self._separate(clip, list(selection.queries), mixture)
+            return Prepared(item, skip=self._skip(item, error.reason))
+        return Prepared(item, tuple(selection.queries), mixture)
+
+    def make(self, prepared: Prepared) -> tuple[list[dict], list[dict], Skip | None]:
+        """``(accepted_rows, rejected_rows, skip)`` of a prepared row: kept whole, or separated and judged."""
+        if prepared.skip is not None:
+            return [], [], prepared.skip
+        clip, queries = prepared.item, prepared.queries
+        if len(queries) == 1:
+            return [self._row(clip, queries[0], prepared.mixture, origin=ORIGIN_SINGLE_SOURCE)], [], None
+        return self._separate(clip, list(queries), prepared.mixture)
 
     def _separate(self, clip: Clip, queries: list[str], mixture: np.ndarray):
         tracks = self.model.separate(mixture, queries, **self.separate_options)
@@ -124,7 +155,7 @@ class TrackMaker:
     def _row(self, clip: Clip, label: str, waveform: np.ndarray, origin: str, reject_reason: str = "", **scores) -> dict:
         identifier = track_id(clip.clip_id, clip.start_seconds, label)
         return {
-            "audio": {"bytes": encode_flac(waveform, self.sampling_rate), "path": f"{identifier}.flac"},
+            "audio": {"array": waveform, "path": f"{identifier}.flac"},
             "track_id": identifier,
             "clip_id": clip.clip_id,
             "start_seconds": clip.start_seconds,

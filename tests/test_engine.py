@@ -148,26 +148,35 @@ def test_two_processes_give_the_same_dataset_as_one(corpus, model_dir, reference
     assert (output / "skips.jsonl").read_text() == (reference_build / "skips.jsonl").read_text()
 
 
-def test_killed_build_resumes_to_the_uninterrupted_result(corpus, model_dir, reference_build, tmp_path):
+def test_killed_build_with_workers_resumes_to_the_uninterrupted_result(corpus, model_dir, reference_build, tmp_path):
+    """kill -9 of a build that decodes in 2 DataLoader workers and writes in 2 processes: none of them outlives it or
+    keeps the folder locked, and the rerun (with workers) writes what the uninterrupted build without workers wrote."""
     output = tmp_path / "resumed"
+    args = build_args(corpus, model_dir, output, "--num-workers", "2")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "clearsep_data", *build_args(corpus, model_dir, output)], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "clearsep_data", *args], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     work = output / ".clearsep-build"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(work.glob("block-*"))) < 2:
         time.sleep(0.05)
+    helpers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()]
     process.send_signal(signal.SIGKILL)
     process.wait()
     committed = len(list(work.glob("block-*")))
     assert 2 <= committed < 6, "the build should have been killed half-way"
-    result = run_cli(*build_args(corpus, model_dir, output))
+    assert len(helpers) >= 4, "2 decoding workers and 2 writers"
+    result = run_cli(*args)  # at once: the workers must not hold the folder's lock
     assert result.returncode == 0, result.stderr
     for split in ("train", "rejected"):
         rows = read_split(output, split)
         assert rows == read_split(reference_build, split)
         assert len({row["track_id"] for row in rows}) == len(rows)
     assert not work.exists()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(map(is_running, helpers)):
+        time.sleep(0.1)
+    assert not any(map(is_running, helpers)), "a worker outlived its build"
     rerun = run_cli(*build_args(corpus, model_dir, output))  # a finished build is left as it is
     assert rerun.returncode == 0 and read_split(output, "train") == read_split(reference_build, "train")
 
