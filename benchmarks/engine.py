@@ -14,8 +14,12 @@ Measured on demo corpora generated into a temporary folder and an untrained ``sm
 - ``rss_growth``: peak RSS (``VmHWM``) of a ``build`` child process on the large / the small corpus (``--rss-clips``).
   Target <= 1.10.
 - ``null_model``: the engine's own throughput, the separator replaced by :class:`NullSeparator` (instant, the same
-  output shapes): clips/s and milliseconds per clip in each stage (decode, separate, quality, encode, write, finalize).
-  What is left when the model costs nothing is the ceiling the CPU side puts on a build.
+  output shapes): clips/s and milliseconds per clip in each stage (decode, separate, quality, encode, write, finalize),
+  with 0 and with ``--workers`` DataLoader workers (stages are timed in this process: only the 0-worker run has them
+  all). What is left when the model costs nothing is the ceiling the CPU side puts on a build.
+  ``null_worker_speedup``: clips/s with 2 workers / with 0 (target >= 1.7 with two free cores).
+  ``finalize_vs_merge``: in the 0-worker run, the former final merge (``write_shards`` re-writing every block into
+  500 MB shards, timed on the same blocks just before) / the finalize that replaced it (target >= 10).
   ``--null-model`` measures only this (much faster than the full report).
 
 In-process measurements use one torch thread (``--threads``): on a shared machine OpenMP threads spin-wait for
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -62,7 +67,7 @@ from _common import (
 )
 from multi_query import query_costs
 
-TARGETS = {"overhead_ratio": ("<=", 1.15), "kth_query_ratio": ("<=", 0.5), "scaleout_speedup": (">=", 1.5), "rss_growth": ("<=", 1.10)}
+TARGETS = {"null_worker_speedup": (">=", 1.7), "finalize_vs_merge": (">=", 10.0), "overhead_ratio": ("<=", 1.15), "kth_query_ratio": ("<=", 0.5), "scaleout_speedup": (">=", 1.5), "rss_growth": ("<=", 1.10)}
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,10 +82,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="the engine's separate batch size")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the in-process measurements (see above)")
     parser.add_argument("--null-model", action="store_true", help="only the null-model measurement (see above)")
+    parser.add_argument("--null-clips", type=int, help="clips of the null-model corpus (default 256; quick 16)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the null-model comparison")
     parser.add_argument("--worker", nargs=3, metavar=("CORPUS", "OUTPUT", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     quick = args.quick
     args.clips = args.clips or (8 if quick else 64)
+    args.null_clips = args.null_clips or (16 if quick else 256)
     args.block_size = args.block_size or (2 if quick else 8)
     args.seconds = args.seconds or (1.0 if quick else 10.0)
     args.repeats = args.repeats or (1 if quick else 3)
@@ -126,7 +134,7 @@ class StageTimer:
 
     STAGES = {
         "decode": ("clearsep_data.corpus", "Corpus", "load"),
-        "encode": ("clearsep_data.track_maker", None, "encode_flac"),
+        "encode": ("clearsep_data.block_writer", None, "encode_audio"),
         "quality": ("clearsep_data.track_maker", None, "assess"),
         "write": ("clearsep_data.build_folder", "BuildFolder", "commit_block"),
         "finalize": ("clearsep_data.engine", None, "finalize"),
@@ -288,15 +296,49 @@ def null_model():
 NULL_STAGES = ("decode", "separate", "quality", "encode", "write", "finalize")
 
 
-def measure_null_model(corpus_dir: Path, model_dir: Path, args, root: Path, **overrides) -> dict:
-    """Clips/s and ms per clip per stage of builds whose separator costs nothing; the fastest of ``--repeats``."""
+@contextlib.contextmanager
+def former_merge(seconds: dict):
+    """Before each finalize publishes the blocks, time the merge it replaced on the same blocks (into a scratch folder)."""
+    from clearsep_data import build_folder
+
+    publish = build_folder.publish_blocks
+
+    def merge_then_publish(blocks, data_dir, splits, features):
+        scratch = data_dir.with_name(".former-merge")
+        start = time.perf_counter()
+        for split in splits:
+            sources = [path for block in blocks if (path := block.split_file(split))]
+            if sources:
+                scratch.mkdir(exist_ok=True)
+                build_folder.write_shards(sources, scratch, split, features, 500 * 2**20)
+        seconds["former_merge"] = time.perf_counter() - start
+        shutil.rmtree(scratch, ignore_errors=True)
+        start = time.perf_counter()
+        try:
+            return publish(blocks, data_dir, splits, features)
+        finally:
+            seconds["publish"] = time.perf_counter() - start
+
+    build_folder.publish_blocks = merge_then_publish
+    try:
+        yield
+    finally:
+        build_folder.publish_blocks = publish
+
+
+def measure_null_model(corpus_dir: Path, model_dir: Path, args, root: Path, num_workers: int = 0) -> dict:
+    """Clips/s and ms per clip per stage of builds whose separator costs nothing; the fastest of ``--repeats``.
+
+    Without workers, the finalize is also compared with the merge it replaced (:func:`former_merge`).
+    """
     from clearsep_data.engine import build
 
     runs = []
     for repeat in range(args.repeats):
         timer = StageTimer()
-        config = build_config(corpus_dir, root / f"null-{repeat}", model_dir, args, **overrides)
-        with null_model(), timer.patched(NullSeparator), stdout_to_stderr():
+        config = build_config(corpus_dir, root / f"null-{num_workers}-{repeat}", model_dir, args, num_workers=num_workers)
+        merge = former_merge(timer.seconds) if num_workers == 0 else contextlib.nullcontext()
+        with null_model(), timer.patched(NullSeparator), merge, stdout_to_stderr():
             start = time.perf_counter()
             summary = build(config, overwrite=True, progress=False)
             elapsed = time.perf_counter() - start
@@ -304,8 +346,11 @@ def measure_null_model(corpus_dir: Path, model_dir: Path, args, root: Path, **ov
     fastest = min(runs, key=lambda run: run["seconds"])
     summary, stages = fastest["summary"], fastest["stages"]
     stages["separate"] = stages.pop("model_separate", 0.0) + stages.pop("model_reseparate", 0.0)
+    if "former_merge" in stages:  # timed inside finalize: not part of it
+        stages["finalize"] -= stages["former_merge"]
     tracks = summary.accepted_tracks + summary.rejected_tracks
-    return {
+    report = {
+        "num_workers": num_workers,
         "clips_per_second": round(summary.clips / fastest["seconds"], 2),
         "seconds": round(fastest["seconds"], 3),
         "seconds_all_runs": [round(run["seconds"], 3) for run in runs],
@@ -314,6 +359,22 @@ def measure_null_model(corpus_dir: Path, model_dir: Path, args, root: Path, **ov
         "clips": summary.clips,
         "separated_clips": summary.separated_clips,
         "tracks": tracks,
+    }
+    if "former_merge" in stages:
+        report["former_merge_ms_per_track"] = round(1000 * stages["former_merge"] / tracks, 3)
+        report["publish_ms_per_track"] = round(1000 * stages["publish"] / tracks, 3)
+    return report
+
+
+def measure_null_models(model_dir: Path, args, root: Path) -> dict:
+    """The null-model builds with 0 and ``--workers`` workers, interleaved, and their ratios."""
+    corpus = demo_corpus(root / "null-corpus", args.null_clips, args.seconds, seed=2)
+    runs = {workers: measure_null_model(corpus, model_dir, args, root, workers) for workers in (0, args.workers)}
+    none = runs[0]
+    return {
+        "null_model": {f"workers_{workers}": run for workers, run in runs.items()},
+        "null_worker_speedup": round(runs[args.workers]["clips_per_second"] / none["clips_per_second"], 3),
+        "finalize_vs_merge": round(none["former_merge_ms_per_track"] / none["finalize_ms_per_track"], 2),
     }
 
 
@@ -444,6 +505,8 @@ def model_flops(presets: tuple[str, ...] = ("small", "audiosep"), seconds: float
 def verdicts(report: dict) -> dict:
     met = {}
     for key, (relation, target) in TARGETS.items():
+        if key not in report:  # --null-model
+            continue
         value = report[key]
         met[key] = {"value": value, "target": f"{relation} {target}", "met": value <= target if relation == "<=" else value >= target}
     return met
@@ -465,9 +528,10 @@ def main() -> None:
             model_dir = save_demo_model(root / "model")
         report["corpus"] = {"clips": args.clips, "clip_seconds": args.seconds, "sampling_rate": 16000, "block_size": args.block_size}
         with phase("null_model", phases):
-            report["null_model"] = measure_null_model(corpus, model_dir, args, root)
+            report.update(measure_null_models(model_dir, args, root))
         if args.null_model:
             report["phase_seconds"] = phases
+            report["targets"] = verdicts(report)
             finish(report, started)
             return
         with phase("overhead", phases):

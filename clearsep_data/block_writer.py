@@ -1,7 +1,6 @@
-"""Where a build's blocks are FLAC-encoded and written, beside the model: a thread, or spawned processes.
+"""Where a build's blocks are FLAC-encoded and written, beside the model: a thread, or writer processes.
 
-The worker processes import this module only (numpy, soundfile, pyarrow, datasets: no torch, no model), so they start
-in about a second. Track rows reach them with their audio as waveforms (``{"array", "path"}``, as
+The writer processes import this module only (numpy, soundfile, pyarrow, datasets: no torch, no model). Track rows reach them with their audio as waveforms (``{"array", "path"}``, as
 :class:`~clearsep_data.track_maker.TrackMaker` makes them) and leave as FLAC bytes (``{"bytes", "path"}``).
 """
 
@@ -20,15 +19,18 @@ from clearsep_data.distributed import exit_with_parent
 
 
 def block_writer(processes: int) -> Executor:
-    """One thread when ``processes`` is 0, else ``processes`` spawned processes.
+    """One thread when ``processes`` is 0, else ``processes`` processes.
 
-    Spawned, not forked: a fork of the build's process would inherit its OpenMP threads' state and its lock on the
-    build folder. A writer whose build is killed ends on its own (:func:`~clearsep_data.distributed.exit_with_parent`). As with any spawned
-    process, a script that calls ``build`` with workers needs the ``if __name__ == "__main__":`` guard.
+    The processes come from a fork server that has imported this module only: neither a fork of the build's process
+    (its OpenMP threads' state, its lock on the build folder) nor a fresh interpreter that re-imports the caller's
+    script (``spawn``). A writer whose build is killed ends on its own
+    (:func:`~clearsep_data.distributed.exit_with_parent`: its fork server ends with the build).
     """
     if processes == 0:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="clearsep-commit")
-    return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=exit_with_parent)
 
 
 def encode_audio(rows: list[dict], sampling_rate: int) -> list[dict]:

@@ -50,8 +50,9 @@ def test_null_model_build_reports_clips_per_second_and_stage_times(tmp_path):
     tiny_model().save_pretrained(model_dir)
     args = argparse.Namespace(repeats=1, block_size=2, batch_size=8)
     report = engine_benchmark.measure_null_model(corpus, model_dir, args, tmp_path)
+    assert report["former_merge_ms_per_track"] > 0 and report["publish_ms_per_track"] > 0
     assert report["clips"] == 6 and report["separated_clips"] > 0 and report["clips_per_second"] > 0
     assert set(report["ms_per_clip"]) == set(engine_benchmark.NULL_STAGES)
     assert all(value > 0 for value in report["ms_per_clip"].values())
-    origins = [origin for split in ("train", "rejected") for origin in load_tracks(tmp_path / "null-0", split)["origin"]]
+    origins = [origin for split in ("train", "rejected") for origin in load_tracks(tmp_path / "null-0-0", split)["origin"]]
     assert len(origins) == report["tracks"] and "separated" in origins
