@@ -16,6 +16,7 @@ from clearsep_data.audio import encode_flac
 from clearsep_data.build_folder import BuildFolder
 from clearsep_data.corpus import Skip
 from clearsep_data.distributed import exit_with_parent
+from clearsep_data.tracks import COUNT_COLUMNS, TrackCounts
 
 
 def block_writer(processes: int) -> Executor:
@@ -40,6 +41,11 @@ def encode_audio(rows: list[dict], sampling_rate: int) -> list[dict]:
 
 def write_block(root: Path, number: int, rows_by_split: dict[str, list[dict]], skips: list[Skip], manifest: dict,
                 features: Features, sampling_rate: int) -> None:
-    """Encode a block's tracks and commit the block to the build folder at ``root``."""
+    """Encode a block's tracks and commit the block to the build folder at ``root``, its track counts in its manifest
+    (so that finishing the build reads no track file)."""
     encoded = {split: encode_audio(rows, sampling_rate) for split, rows in rows_by_split.items()}
-    BuildFolder(root).commit_block(number, encoded, skips, manifest, features)
+    counts = TrackCounts()
+    for split, rows in rows_by_split.items():
+        if rows:
+            counts.add(split, {column: [row[column] for row in rows] for column in COUNT_COLUMNS})
+    BuildFolder(root).commit_block(number, encoded, skips, {**manifest, "tracks": counts.to_dict()}, features)

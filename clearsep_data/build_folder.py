@@ -31,7 +31,16 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from clearsep_data.corpus import Clip, Skip
 from clearsep_data.errors import ClearSepError
-from clearsep_data.tracks import DATA_DIR, SHARD_NAME, shard_name, split_config
+from clearsep_data.tracks import (
+    ACCEPTED_SPLIT,
+    DATA_DIR,
+    REJECTED_SPLIT,
+    SHARD_NAME,
+    TrackCounts,
+    count_tracks,
+    shard_name,
+    split_config,
+)
 
 BLOCK_PREFIX = "block-"
 ROW_GROUP_SIZE = 64
@@ -86,6 +95,13 @@ class Block:
     def manifest(self) -> dict:
         """``{"indexes": [...], "sources": [...], "counts": {...}}`` (see :meth:`BuildFolder.commit_block`)."""
         return json.loads((self.path / "clips.json").read_text(encoding="utf-8"))
+
+    def track_counts(self) -> TrackCounts:
+        """The block's :class:`TrackCounts`: from its manifest, or (a block of an older build) from its files."""
+        counts = self.manifest().get("tracks")
+        if counts is not None:
+            return TrackCounts.from_dict(counts)
+        return count_tracks({split: [path] for split in (ACCEPTED_SPLIT, REJECTED_SPLIT) if (path := self.split_file(split))})
 
     def skips(self) -> Iterator[dict]:
         with open(self.path / "skips.jsonl", encoding="utf-8") as handle:

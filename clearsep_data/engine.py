@@ -31,7 +31,7 @@ from clearsep_data.tracks import (
     ORIGIN_SEPARATED,
     ORIGIN_SINGLE_SOURCE,
     REJECTED_SPLIT,
-    count_tracks,
+    TrackCounts,
     track_features,
 )
 
@@ -221,11 +221,12 @@ def finalize(config: BuildConfig, folder: BuildFolder, fingerprint: dict, rows: 
 
 
 def summarize(blocks: list[Block], rows: int, fingerprint: dict, skip_reasons: Counter) -> BuildSummary:
-    """Counts over the committed blocks: clips from their manifests, tracks from their metadata columns."""
+    """Counts over the committed blocks, from their manifests."""
     clips: Counter = Counter()
+    counts = TrackCounts()
     for block in blocks:
         clips.update(block.manifest()["counts"])
-    counts = count_tracks({split: [path for block in blocks if (path := block.split_file(split))] for split in (ACCEPTED_SPLIT, REJECTED_SPLIT)})
+        counts.update(block.track_counts())
     return BuildSummary(
         clips=rows,
         single_source_clips=clips[ORIGIN_SINGLE_SOURCE],

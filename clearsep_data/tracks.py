@@ -149,6 +149,33 @@ class TrackCounts:
                 total[0] += value
                 total[1] += 1
 
+    def update(self, other: TrackCounts) -> None:
+        """Add the counts of ``other``."""
+        for split, classes in other.classes.items():
+            self.classes.setdefault(split, Counter()).update(classes)
+        for split, origins in other.origins.items():
+            self.origins.setdefault(split, Counter()).update(origins)
+        for split, (total, count) in other.separated_re_sdr.items():
+            mine = self.separated_re_sdr.setdefault(split, [0.0, 0])
+            mine[0] += total
+            mine[1] += count
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (:meth:`from_dict` reads it back)."""
+        return {
+            "classes": {split: [[label, name, count] for (label, name), count in classes.items()] for split, classes in self.classes.items()},
+            "origins": {split: dict(origins) for split, origins in self.origins.items()},
+            "separated_re_sdr": self.separated_re_sdr,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrackCounts:
+        return cls(
+            classes={split: Counter({(label, name): count for label, name, count in rows}) for split, rows in data["classes"].items()},
+            origins={split: Counter(origins) for split, origins in data["origins"].items()},
+            separated_re_sdr={split: list(value) for split, value in data["separated_re_sdr"].items()},
+        )
+
     def tracks(self, split: str, origin: str | None = None) -> int:
         counts = self.origins.get(split, Counter())
         return counts[origin] if origin is not None else sum(counts.values())
