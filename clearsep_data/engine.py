@@ -108,8 +108,7 @@ class BlockRunner:
         pending: dict | None = None
         in_flight: deque[Future] = deque()
         rows = 0
-        # The decoding workers are forked first, so that they hold none of the writers' pipes: a writer whose build is
-        # killed then sees its task pipe close, and ends.
+        # The decoding workers are forked before the writers start, so that they hold none of the writers' pipes.
         prepared_rows = iter(clip_loader(stream, self.num_workers, self.folder.lock_descriptor))
         with block_writer(self.num_workers) as writer:
             for prepared in prepared_rows:
@@ -148,7 +147,7 @@ class BlockRunner:
             )
 
     def _commit_in_background(self, writer: Executor, pending: dict, in_flight: deque[Future]) -> None:
-        while len(in_flight) >= max(1, self.num_workers):  # as many blocks as writers; earlier blocks first: bounded memory, and their errors surface here
+        while len(in_flight) >= max(1, self.num_workers):  # one block per writer: bounded memory, errors surface here
             in_flight.popleft().result()
         splits = {ACCEPTED_SPLIT: pending[ACCEPTED_SPLIT], REJECTED_SPLIT: pending[REJECTED_SPLIT]}
         manifest = {"indexes": pending["indexes"], "sources": pending["sources"],
