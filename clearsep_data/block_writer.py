@@ -7,6 +7,7 @@ The writer processes import this module only (numpy, soundfile, pyarrow, dataset
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,13 +26,15 @@ def block_writer(processes: int) -> Executor:
     The processes come from a fork server that has imported this module only: neither a fork of the build's process
     (its OpenMP threads' state, its lock on the build folder) nor a fresh interpreter that re-imports the caller's
     script (``spawn``). A writer whose build is killed ends on its own
-    (:func:`~clearsep_data.distributed.exit_with_parent`: its fork server ends with the build).
+    (:func:`~clearsep_data.distributed.exit_with_parent`), and its fork server with it.
     """
     if processes == 0:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="clearsep-commit")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    return ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=exit_with_parent)
+    # The writers are the fork server's children, and each holds the fd that keeps the server alive: they watch the build.
+    return ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=exit_with_parent,
+                               initargs=("", 0.1, os.getpid()))
 
 
 def encode_audio(rows: list[dict], sampling_rate: int) -> list[dict]:

@@ -33,16 +33,26 @@ def stop_with_launcher(poll_seconds: float = 0.1) -> None:
     exit_with_parent(message, poll_seconds)
 
 
-def exit_with_parent(message: str = "", poll_seconds: float = 0.1) -> None:
-    """End this process (after writing ``message`` to stderr) soon after its parent dies: a daemon thread watches it.
+def exit_with_parent(message: str = "", poll_seconds: float = 0.1, parent: int | None = None) -> None:
+    """End this process (after writing ``message`` to stderr) soon after its parent dies, or the process ``parent``
+    when given (a process that did not fork this one); a daemon thread watches it.
 
     Helper processes (a build's decoding workers and block writers) call it at start, so that none outlives a build
     killed by ``kill -9``.
     """
-    parent = os.getppid()
+    watched = os.getppid() if parent is None else parent
+
+    def alive() -> bool:
+        if parent is None:
+            return os.getppid() == watched
+        try:
+            os.kill(watched, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while alive():
             time.sleep(poll_seconds)
         if message:
             sys.stderr.write(message)

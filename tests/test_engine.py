@@ -176,7 +176,8 @@ def test_killed_build_with_workers_resumes_to_the_uninterrupted_result(corpus, m
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(map(is_running, helpers)):
         time.sleep(0.1)
-    assert not any(map(is_running, helpers)), "a worker outlived its build"
+    survivors = [Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")[:120] for pid in helpers if is_running(pid)]
+    assert not survivors, f"helpers outlived their build: {survivors}"
     rerun = run_cli(*build_args(corpus, model_dir, output))  # a finished build is left as it is
     assert rerun.returncode == 0 and read_split(output, "train") == read_split(reference_build, "train")
 
