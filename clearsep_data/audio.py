@@ -82,6 +82,15 @@ def load_audio(
     return waveform
 
 
+def load_audio_native(source: AudioSource) -> tuple[np.ndarray, int]:
+    """Decode all of ``source`` as it is: a float32 ``(channels, samples)`` waveform and its rate."""
+    with _decoding(describe(source)):
+        samples = _open_decoder(source).get_all_samples()
+    if samples.data.shape[-1] == 0:
+        raise AudioError(describe(source), "no audio samples decoded")
+    return samples.data.numpy().astype(np.float32, copy=False), int(samples.sample_rate)
+
+
 def audio_duration(source: AudioSource) -> float:
     """Duration in seconds of ``source``: from the header where libsndfile reads the format
     (exact, and no decoding), else from the samples FFmpeg decodes."""
@@ -158,5 +167,6 @@ __all__ = [
     "encode_flac",
     "fit_length",
     "load_audio",
+    "load_audio_native",
     "resample",
 ]

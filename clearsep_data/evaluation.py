@@ -22,7 +22,8 @@ references matching no query (background, events the model cannot query) are int
 (clip, query) pair with a target is one *item*, scored with SDR and SI-SDR, and their improvements
 (SDRi, SI-SDRi) over the unprocessed mixture. Two reference rows frame the model's numbers: the
 mixture itself (SDRi = 0 by construction) and an oracle ideal ratio mask (the ceiling of a
-magnitude-masking separator on the model's STFT).
+magnitude-masking separator on the model's STFT). Parent queries (``Dog`` on a ``Bark`` clip) and
+queries for absent classes are asked too and summarised apart (:mod:`clearsep_data.query_kinds`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from clearsep_data.corpus import AudioSetFolder, Clip, Corpus, Skip
 from clearsep_data.label_space import CSV_ENCODING
 from clearsep_data.errors import ClearSepError
 from clearsep_data.metrics import sdr, si_sdr
+from clearsep_data.modeling.separation_output import level_db
+from clearsep_data.query_kinds import LABEL, PARENT, AbsentScore, absent_queries, absent_summary, parent_queries, parent_summary
 
 if TYPE_CHECKING:
     from clearsep_data.modeling import ClearSepModel
@@ -125,6 +128,10 @@ class ItemScore:
     mixture_si_sdr: float
     oracle_sdr: float | None = None
     oracle_si_sdr: float | None = None
+    kind: str = LABEL
+    """``label`` (one of the clip's exclusive queries) or ``parent`` (a class above one of them)."""
+    child: str | None = None
+    """For a parent query covering one query of the clip: that query's MID."""
 
     @property
     def sdri(self) -> float:
@@ -162,10 +169,16 @@ class EvaluationResult:
     hop_length: int
     items: list[ItemScore] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+    absent: list[AbsentScore] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[ItemScore]:
+        """The items of the clips' own (mutually exclusive) queries, which the metrics summarise."""
+        return [item for item in self.items if item.kind == LABEL]
 
     @property
     def num_items(self) -> int:
-        return len(self.items)
+        return len(self.labels)
 
     @property
     def num_clips(self) -> int:
@@ -175,29 +188,32 @@ class EvaluationResult:
     @property
     def metrics(self) -> dict[str, float] | None:
         """Mean SDR, SI-SDR, SDRi and SI-SDRi of the model over all items (``None`` if no item)."""
-        if not self.items:
+        items = self.labels
+        if not items:
             return None
-        return _row([i.sdr for i in self.items], [i.si_sdr for i in self.items], self.items)
+        return _row([i.sdr for i in items], [i.si_sdr for i in items], items)
 
     @property
     def mixture(self) -> dict[str, float] | None:
         """The unprocessed mixture as the estimate: SDRi and SI-SDRi are 0 by construction."""
-        if not self.items:
+        items = self.labels
+        if not items:
             return None
-        return _row([i.mixture_sdr for i in self.items], [i.mixture_si_sdr for i in self.items], self.items)
+        return _row([i.mixture_sdr for i in items], [i.mixture_si_sdr for i in items], items)
 
     @property
     def oracle(self) -> dict[str, float] | None:
         """The ideal ratio mask on the model's STFT (``None`` when not computed)."""
-        if not self.items or self.items[0].oracle_sdr is None:
+        items = self.labels
+        if not items or items[0].oracle_sdr is None:
             return None
-        return _row([i.oracle_sdr for i in self.items], [i.oracle_si_sdr for i in self.items], self.items)
+        return _row([i.oracle_sdr for i in items], [i.oracle_si_sdr for i in items], items)
 
     @property
     def per_class(self) -> dict[str, dict]:
         """``{display name: {"mid", "count", "sdr", "si_sdr", "sdri", "si_sdri"}}``, by decreasing count."""
         groups: dict[str, list[ItemScore]] = {}
-        for item in self.items:
+        for item in self.labels:
             groups.setdefault(item.name, []).append(item)
         ordered = sorted(groups.items(), key=lambda pair: (-len(pair[1]), pair[0]))
         return {
@@ -225,11 +241,14 @@ class EvaluationResult:
             if oracle is None
             else {"method": "ideal ratio mask", "n_fft": self.n_fft, "hop_length": self.hop_length, **oracle},
             "mixture": self.mixture,
+            "parents": parent_summary(self.items),
+            "absent": absent_summary(self.absent),
             "num_skipped": len(self.skipped),
             "skipped": [skip.to_dict() for skip in self.skipped],
         }
         if include_items:
             summary["items"] = [item.to_dict() for item in self.items]
+            summary["absent_items"] = [score.to_dict() for score in self.absent]
         return summary
 
     def save(self, path: str | os.PathLike, include_items: bool = False) -> Path:
@@ -248,6 +267,10 @@ class _Prepared:
     mixture: np.ndarray
     queries: list[str]
     targets: np.ndarray  # (Q, T)
+    kinds: list[str]
+    children: list[str | None]
+    absent: list[str]
+    """Classes the clip does not hold, asked after ``queries``."""
 
 
 def _assign_references(
@@ -275,8 +298,9 @@ def _prepare(
     corpus: Corpus,
     clip: Clip,
     references: dict[str, list[Reference]],
-    vocabulary: set[str],
+    vocabulary: Sequence[str],
     sampling_rate: int,
+    absent_per_clip: int,
 ) -> tuple[_Prepared | None, list[Skip]]:
     """Load a clip and the targets of its queries; queries (or the clip) that cannot be scored are skipped."""
 
@@ -285,14 +309,15 @@ def _prepare(
 
     if clip.clip_id not in references:
         return None, [skip(f"no references in {REFERENCE_MANIFEST}")]
-    selection = corpus.ontology.select_queries(clip.labels, vocabulary)
+    vocabulary_set = set(vocabulary)
+    selection = corpus.ontology.select_queries(clip.labels, vocabulary_set)
     if not selection.queries:
         return None, [skip(f"no label in the model's vocabulary (labels: {', '.join(clip.labels)})")]
     try:
         mixture = corpus.load(clip, sampling_rate)
     except AudioError as error:
         return None, [skip(f"mixture: {error}")]
-    assigned = _assign_references(corpus, references[clip.clip_id], selection.queries, vocabulary)
+    assigned = _assign_references(corpus, references[clip.clip_id], selection.queries, vocabulary_set)
     skips: list[Skip] = []
     queries: list[str] = []
     targets: list[np.ndarray] = []
@@ -323,7 +348,17 @@ def _prepare(
         targets.append(target)
     if not queries:
         return None, skips
-    return _Prepared(clip, mixture, queries, np.stack(targets)), skips
+    parents, children, parent_targets = parent_queries(corpus.ontology, queries, np.stack(targets), vocabulary_set)
+    absent = absent_queries(corpus.ontology, clip.labels, vocabulary, absent_per_clip, seed=clip.index)
+    return _Prepared(
+        clip,
+        mixture,
+        queries + parents,
+        np.concatenate([np.stack(targets), parent_targets]),
+        [LABEL] * len(queries) + [PARENT] * len(parents),
+        [None] * len(queries) + children,
+        absent,
+    ), skips
 
 
 def _ideal_ratio_mask(model: ClearSepModel, mixture: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -358,6 +393,8 @@ def _score(
             query=query,
             name=names[query],
             **{key: float(values[position]) for key, values in columns.items()},
+            kind=prepared.kinds[position],
+            child=prepared.children[position],
         )
         for position, query in enumerate(prepared.queries)
     ]
@@ -378,6 +415,7 @@ def evaluate_on_benchmark(
     oracle: bool = True,
     use_bf16: bool = False,
     num_workers: int = 4,
+    absent_per_clip: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationResult:
     """Separate every query of every clip of a benchmark split and score it against its reference.
@@ -389,7 +427,9 @@ def evaluate_on_benchmark(
     ``batch_size`` clips are loaded at a time (by ``num_workers`` threads, the next group while
     the model separates the current one) and separated in one batched :meth:`ClearSepModel.separate`
     call. ``progress(done, total)`` is called after each group. Clips that cannot be scored are
-    listed in :attr:`EvaluationResult.skipped` with the reason, never raised.
+    listed in :attr:`EvaluationResult.skipped` with the reason, never raised. Every clip is also
+    asked for the vocabulary classes above its queries and for ``absent_per_clip`` classes it does
+    not hold (:mod:`clearsep_data.query_kinds`).
     """
     if not isinstance(benchmark, Benchmark):
         benchmark = Benchmark.open(benchmark, split)
@@ -398,7 +438,7 @@ def evaluate_on_benchmark(
     if max_clips is not None:
         entries = entries[:max_clips]
     config = model.config
-    vocabulary = set(config.label_mids)
+    vocabulary = list(config.label_mids)
     names = {mid: config.id2label[index] for index, mid in enumerate(config.label_mids)}
     result = EvaluationResult(
         model=str(getattr(model, "name_or_path", "") or type(model).__name__),
@@ -412,7 +452,7 @@ def evaluate_on_benchmark(
     def prepare(entry: Clip | Skip) -> tuple[_Prepared | None, list[Skip]]:
         if isinstance(entry, Skip):
             return None, [entry]
-        return _prepare(corpus, entry, references, vocabulary, config.sampling_rate)
+        return _prepare(corpus, entry, references, vocabulary, config.sampling_rate, absent_per_clip)
 
     done = 0
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
@@ -430,7 +470,7 @@ def evaluate_on_benchmark(
                 try:
                     estimates = model.separate(
                         [item.mixture for item in ready],
-                        [item.queries for item in ready],
+                        [item.queries + item.absent for item in ready],
                         sampling_rate=config.sampling_rate,
                         batch_size=batch_size,
                         use_bf16=use_bf16,
@@ -442,7 +482,12 @@ def evaluate_on_benchmark(
                     )
                     estimates = []
                 for prepared, estimate in zip(ready, estimates):
-                    result.items.extend(_score(model, prepared, estimate, names, oracle))
+                    asked = len(prepared.queries)
+                    result.items.extend(_score(model, prepared, estimate[:asked], names, oracle))
+                    result.absent.extend(
+                        AbsentScore(prepared.clip.clip_id, query, names[query], float(level))
+                        for query, level in zip(prepared.absent, level_db(estimate[asked:], prepared.mixture))
+                    )
             done += len(current)
             if progress is not None:
                 progress(done, len(entries))

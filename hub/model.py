@@ -28,6 +28,8 @@ from clearsep_data.hub.staging import (
 
 LIBRARY_NAME = "transformers"
 DEFAULT_LICENSE = "apache-2.0"
+CLAP_FOLDER = "clap"
+"""``clearsep_data.modeling.clap_query_encoder.CLAP_SUBFOLDER`` (hub/ imports no torch)."""
 MODEL_TAGS = ["audio", "source-separation", "audioset", "query-conditioned", "clearsep", "custom_code"]
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 PROVENANCE_FILES = ("eval.json", "training_args.json")
@@ -52,7 +54,8 @@ def stage_model(
 
     The repository holds ``config.json`` and the code it names (written by the installed ClearSep, see
     :func:`_write_code`), ``preprocessor_config.json``, the safetensors weights (pickled weights are
-    refused), ``eval.json`` / ``training_args.json`` when present (credential-like keys removed) and a
+    refused), the ``clap/`` tokenizer and feature extractor of a CLAP query encoder,
+    ``eval.json`` / ``training_args.json`` when present (credential-like keys removed) and a
     ``README.md`` model card with ``model-index`` results from ``eval.json``. ``datasets`` (Hub ids)
     default to the Hub ids among ``training_args.json``'s ``datasets``. ``dataset_id`` is the Hub id of the
     dataset ``eval.json`` was scored on (default: its ``dataset`` when that is a Hub id); ``model-index`` names it,
@@ -79,6 +82,8 @@ def stage_model(
     _write_code(source, stage)
     for path in weights:
         shutil.copy2(path, stage / path.name)
+    if (source / CLAP_FOLDER).is_dir():  # the CLAP tokenizer and feature extractor of query_encoder="clap"
+        shutil.copytree(source / CLAP_FOLDER, stage / CLAP_FOLDER)
     for name, value in provenance.items():
         write_json(stage / name, value)
 
@@ -213,6 +218,8 @@ def _card_values(config: dict, weights: list[Path], training: dict, evaluation: 
         "eval": evaluation,
         "metrics_table": None,
         "per_class_table": None,
+        "query_kinds_table": _query_kinds(config, training, evaluation),
+        "clap": config.get("query_encoder") == "clap",
     }
     if training:
         summary = [[key, value] for key, value in flatten({k: training[k] for k in TRAINING_SUMMARY_KEYS if k in training})]
@@ -240,6 +247,37 @@ def _card_values(config: dict, weights: list[Path], training: dict, evaluation: 
                 "Per class", ["class", "items", *(METRIC_NAMES.get(m, m) for m in metrics)], rows
             )
     return values
+
+
+def _query_kinds(config: dict, training: dict, evaluation: dict | None):
+    """What ``separate`` accepts from this checkpoint, and what training and evaluation say about each kind."""
+    from clearsep_data.stats import SummaryTable
+
+    clap = config.get("query_encoder") == "clap"
+    evaluation = evaluation or {}
+    parents, absent = evaluation.get("parents") or {}, evaluation.get("absent") or {}
+    gap = parents.get("si_sdr_minus_child")
+    level = absent.get("median_level_db")
+    rows = [
+        ["class name or MID", "yes", "`queries=[\"Bark\", \"/m/05tny_\"]`", ""],
+        [
+            "parent class",
+            "yes" if training.get("parent_rate") else "not trained",
+            "`queries=[\"Dog\"]`: every class below it in the clip",
+            f"parent_rate {training.get('parent_rate', 0)}" + (f"; SI-SDR {gap:+.2f} dB vs the child's own query" if gap is not None else ""),
+        ],
+        [
+            "absent class",
+            "yes" if training.get("silence_rate") else "not trained",
+            "silence; `return_dict=True` gives `level_db` to threshold",
+            f"silence_rate {training.get('silence_rate', 0)}" + (f"; median output {level:.1f} dB re mixture" if level is not None else ""),
+        ],
+        ["negative", "yes", "`negative_queries=[\"Speech\"]`", "mask arithmetic, no training needed"],
+        ["residual", "yes", "`return_residual=True`: input minus the outputs", ""],
+        ["free text", "yes" if clap else "no (needs `query_encoder=\"clap\"`)", "`queries=[\"a dog barking in the rain\"]`", "CLAP text tower" if clap else ""],
+        ["audio example", "yes" if clap else "no (needs `query_encoder=\"clap\"`)", "`query_audio=[example]`", "CLAP audio tower" if clap else ""],
+    ]
+    return SummaryTable("Query kinds", ["kind", "supported", "how", "notes"], rows)
 
 
 def _count(value: int) -> str:

@@ -16,6 +16,7 @@ from clearsep_data.modeling.loading import ClearSepLoadError
 from clearsep_data.modeling.losses import LOSSES, separation_loss
 from clearsep_data.modeling.modeling_clearsep import ClearSepModel, ClearSepOutput, ClearSepPreTrainedModel
 from clearsep_data.modeling.pipeline_clearsep import TASK, AudioSourceSeparationPipeline
+from clearsep_data.modeling.separation_output import ClearSepSeparationOutput
 
 AutoConfig.register(ClearSepConfig.model_type, ClearSepConfig, exist_ok=True)
 AutoModel.register(ClearSepConfig, ClearSepModel, exist_ok=True)
@@ -31,5 +32,6 @@ __all__ = [
     "ClearSepModel",
     "ClearSepOutput",
     "ClearSepPreTrainedModel",
+    "ClearSepSeparationOutput",
     "separation_loss",
 ]

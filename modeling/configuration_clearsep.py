@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 from huggingface_hub.dataclasses import strict
-from transformers import ClapTextConfig, PreTrainedConfig
+from transformers import ClapConfig, ClapTextConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .losses import DEFAULT_LOSS, LOSSES
 
-QUERY_ENCODERS = ("embedding", "clap_text")
+QUERY_ENCODERS = ("embedding", "clap_text", "clap")
 
 PRESETS: dict[str, dict] = {
     # Trains on two CPU cores in minutes: 16 kHz, 64 ms windows every 20 ms, 8 bins per patch (64 frequency
@@ -84,12 +84,15 @@ class ClearSepConfig(PreTrainedConfig):
         skip_kernel_size (`int`, *optional*, defaults to 1):
             Kernel of the skip-path convolution of each decoder block (1: a channel projection, 3: AudioSep's 3x3).
         query_encoder (`str`, *optional*, defaults to `"embedding"`):
-            `"embedding"` (a learned table over the label vocabulary) or `"clap_text"` (a frozen CLAP text tower
-            applied to the label display names; its embeddings are cached).
+            `"embedding"` (a learned table over the label vocabulary), `"clap_text"` (a frozen CLAP text tower
+            applied to the label display names; its embeddings are cached) or `"clap"` (a frozen CLAP model: label
+            names cached, and any text or an audio example as a query; see [`ClearSepModel.from_pretrained_clap`]).
         query_dim (`int`, *optional*, defaults to 64):
             Dimension of the query embedding fed to the FiLM layers.
         clap_text_config (`dict` or [`ClapTextConfig`], *optional*):
             The text tower of `query_encoder="clap_text"` (keyword arguments of [`ClapTextConfig`]).
+        clap_config (`dict` or [`ClapConfig`], *optional*):
+            The CLAP model (text and audio towers) of `query_encoder="clap"`.
         loss (`str`, *optional*, defaults to `"snr_sisnr"`):
             Training objective, the loss `forward` returns with `target_values` (a name of `losses.LOSSES`):
             `"snr_sisnr"` (`-0.9 SNR - 0.1 SI-SNR`, as the paper's released code) or `"l1"` (waveform L1, as AudioSep).
@@ -108,7 +111,10 @@ class ClearSepConfig(PreTrainedConfig):
     ```"""
 
     model_type = "clearsep"
-    sub_configs_defaults: ClassVar = {"clap_text_config": SubConfigSpec(ClapTextConfig, optional=True)}
+    sub_configs_defaults: ClassVar = {
+        "clap_text_config": SubConfigSpec(ClapTextConfig, optional=True),
+        "clap_config": SubConfigSpec(ClapConfig, optional=True),
+    }
 
     label_mids: list[str] | None = None
     sampling_rate: int = 16_000
@@ -123,6 +129,7 @@ class ClearSepConfig(PreTrainedConfig):
     query_encoder: str = "embedding"
     query_dim: int = 64
     clap_text_config: dict | PreTrainedConfig | None = None
+    clap_config: dict | PreTrainedConfig | None = None
     loss: str = DEFAULT_LOSS
     leaky_relu_slope: float = 0.01
     initializer_range: float = 0.02
@@ -143,6 +150,8 @@ class ClearSepConfig(PreTrainedConfig):
         self.encoder_blocks = list(self.encoder_blocks)
         if self.query_encoder == "clap_text" and self.clap_text_config is None:
             self.clap_text_config = {}
+        if self.query_encoder == "clap" and self.clap_config is None:
+            self.clap_config = {}
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):

@@ -5,7 +5,7 @@ magnitude mask with the mixture phase) and AudioSep's ResUNet30 (a residual U-Ne
 decoder is FiLM-conditioned by a query embedding):
 
     waveform --STFT--> log|X| --fold P bins into channels--> ResUNet encoder (once per mixture) --> skips, bottleneck
-    query ids --embedding or cached CLAP text embedding--> q
+    query ids --embedding or cached CLAP text embedding--> q    (free text, audio examples: CLAP, then a projection)
     (skips, bottleneck, q) --FiLM decoder (once per query)--> P mask logits per position --unfold--> sigmoid mask M
     separated = iSTFT(M * X)    (the mixture's phase)
 
@@ -45,6 +45,7 @@ from transformers import initialization as init
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
+from .clap_query_encoder import ClapProcessors, ClearSepClapQueryEncoder
 from .configuration_clearsep import ClearSepConfig
 from .feature_extraction_clearsep import ClearSepFeatureExtractor, fit_length, resample
 from .loading import check_loading_info, check_model_folder, is_hub_id
@@ -55,6 +56,7 @@ from .network_clearsep import (
     ClearSepQueryEncoder,
     ClearSepSpectrogram,
 )
+from .separation_output import exclude_negatives, per_waveform, separation_output
 
 LOG_FLOOR = 1e-4
 """Added to STFT magnitudes before the log (below the noise floor of 16-bit audio)."""
@@ -181,7 +183,7 @@ class ClearSepPreTrainedModel(PreTrainedModel):
             init.zeros_(module.num_batches_tracked)
         elif isinstance(module, ClearSepSpectrogram):
             init.copy_(module.window, torch.hann_window(module.n_fft))
-        elif isinstance(module, ClearSepQueryEncoder) and module.kind == "clap_text":
+        elif isinstance(module, (ClearSepQueryEncoder, ClearSepClapQueryEncoder)) and module.kind != "embedding":
             init.zeros_(module.label_embeddings)
 
 
@@ -204,9 +206,38 @@ class ClearSepModel(ClearSepPreTrainedModel):
         super().__init__(config)
         self.spectrogram = ClearSepSpectrogram(config)
         self.encoder = ClearSepEncoder(config)
-        self.query_encoder = ClearSepQueryEncoder(config)
+        self.query_encoder = (ClearSepClapQueryEncoder if config.query_encoder == "clap" else ClearSepQueryEncoder)(config)
         self.decoder = ClearSepDecoder(config)
+        self.clap_processors = ClapProcessors()
+        """The CLAP tokenizer and feature extractor of ``query_encoder="clap"`` (free-text and audio queries), loaded
+        from the model folder's ``clap/`` on first use and saved there by :meth:`save_pretrained`."""
         self.post_init()
+
+    @classmethod
+    def from_pretrained_clap(
+        cls, clap_name_or_path: str | os.PathLike, config: ClearSepConfig, *, revision: str | None = None, **kwargs
+    ) -> ClearSepModel:
+        """A new model (``config`` with ``query_encoder="clap"``) whose query encoder is a pretrained CLAP model.
+
+        ``clap_name_or_path`` is a Hub id (``"laion/clap-htsat-unfused"``) or a folder holding a ``ClapModel`` with
+        its tokenizer and feature extractor; ``kwargs`` go to ``ClapModel.from_pretrained``. The embeddings of the
+        vocabulary's names (and caption templates) are computed here.
+        """
+        from transformers import ClapModel
+
+        clap = ClapModel.from_pretrained(clap_name_or_path, revision=revision, **kwargs)
+        config = ClearSepConfig.from_dict({**config.to_dict(), "query_encoder": "clap", "clap_config": clap.config.to_dict()})
+        model = cls(config)
+        model.query_encoder.clap.load_state_dict(clap.state_dict())
+        model.clap_processors = ClapProcessors.from_pretrained(clap_name_or_path, revision=revision)
+        model.cache_label_embeddings(model.clap_processors.tokenizer)
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
+        """As the base class's, plus the CLAP tokenizer and feature extractor in ``clap/`` when set."""
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if is_main_process:
+            self.clap_processors.save_pretrained(save_directory)
 
     # ----------------------------------------------------------------------------------------------- forward
     def encode(self, input_values: torch.Tensor) -> ClearSepEncoding:
@@ -226,12 +257,19 @@ class ClearSepModel(ClearSepPreTrainedModel):
 
     def decode(self, encoding: ClearSepEncoding, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Masks ``(B, Q, F, N)`` and separated waveforms ``(B, Q, T)`` for ``(B, Q, D)`` query embeddings."""
+        masks = self.decode_masks(encoding, queries)
+        return masks, self.synthesize(encoding, masks)
+
+    def decode_masks(self, encoding: ClearSepEncoding, queries: torch.Tensor) -> torch.Tensor:
+        """Magnitude masks ``(B, Q, F, N)`` in [0, 1] for ``(B, Q, D)`` query embeddings."""
         logits = self.decoder(encoding.bottleneck, encoding.skip_terms, queries)
         num_frames = encoding.spectrum.shape[-1]
         masks = torch.sigmoid(logits[:, :, :num_frames].float())
-        masks = torch.cat([masks, masks[..., -1:]], dim=-1).transpose(-1, -2)  # Nyquist bin: its neighbour's mask
-        separated = self.spectrogram.istft(masks * encoding.spectrum[:, None], encoding.length)
-        return masks, separated
+        return torch.cat([masks, masks[..., -1:]], dim=-1).transpose(-1, -2)  # Nyquist bin: its neighbour's mask
+
+    def synthesize(self, encoding: ClearSepEncoding, masks: torch.Tensor) -> torch.Tensor:
+        """Waveforms ``(B, Q, T)``: the masks applied to the mixture's STFT (its phase kept), inverted."""
+        return self.spectrogram.istft(masks * encoding.spectrum[:, None], encoding.length)
 
     def forward(
         self,
@@ -274,28 +312,56 @@ class ClearSepModel(ClearSepPreTrainedModel):
         return ClearSepOutput(loss=loss, separated_values=separated, masks=masks)
 
     # ----------------------------------------------------------------------------------------------- queries
+    def _label_index(self, query: str) -> int | None:
+        """The label id of a display name (case-insensitive) or MID; ``None`` for anything else."""
+        if not isinstance(query, str):
+            return None
+        if query in self.config.label_mids:
+            return self.config.label_mids.index(query)
+        names = {name.casefold(): index for index, name in self.config.id2label.items()}
+        return names.get(query.casefold())
+
     def query_ids(self, queries: str | Sequence[str]) -> torch.LongTensor:
         """Label ids of display names (case-insensitive) or MIDs, e.g. ``["Speech", "/m/0bt9lr"]``."""
         if isinstance(queries, str):
             queries = [queries]
-        lookup = {name.casefold(): index for index, name in self.config.id2label.items()}
-        lookup.update({mid: index for index, mid in enumerate(self.config.label_mids)})
-        unknown = [
-            query
-            for query in queries
-            if not isinstance(query, str) or (query not in lookup and query.casefold() not in lookup)
-        ]
+        ids = [self._label_index(query) for query in queries]
+        unknown = [query for query, index in zip(queries, ids) if index is None]
         if unknown:
             examples = ", ".join(repr(name) for name in list(self.config.id2label.values())[:5])
             raise ValueError(
                 f"unknown queries {unknown}: not a display name or MID of this model's {self.config.num_labels} labels"
                 + (f" (e.g. {examples})" if examples else "")
             )
-        ids = [lookup[query] if query in lookup else lookup[query.casefold()] for query in queries]
-        return torch.tensor(ids, dtype=torch.long)
+        return torch.tensor(ids, dtype=torch.long, device=self.device)
+
+    def query_embeddings(self, queries: str | Sequence[str]) -> torch.Tensor:
+        """The ``(Q, query_dim)`` embeddings that condition the decoder on ``queries``.
+
+        Display names and MIDs of the vocabulary use the label table (or, with ``query_encoder="clap"``, the cached
+        CLAP embeddings of the names); with ``"clap"`` any other text goes through the CLAP text tower.
+        """
+        queries = [queries] if isinstance(queries, str) else list(queries)
+        if self.config.query_encoder != "clap" or all(self._label_index(query) is not None for query in queries):
+            return self.query_encoder(self.query_ids(queries))
+        encoder = self.query_encoder
+        texts = [query for query in queries if self._label_index(query) is None]
+        free = iter(encoder.embed_texts(self.clap_processors.require("text", self.name_or_path), texts))
+        clap = [
+            encoder.label_embeddings[index, 0] if index is not None else next(free)
+            for index in map(self._label_index, queries)
+        ]
+        return encoder.projection(torch.stack(clap))
+
+    def audio_query_embeddings(self, examples: Sequence, sampling_rate: int) -> torch.Tensor:
+        """The ``(N, query_dim)`` embeddings of audio examples (``query_encoder="clap"``: the CLAP audio tower)."""
+        if self.config.query_encoder != "clap":
+            raise ValueError(f"audio queries need query_encoder='clap', this model's is {self.config.query_encoder!r}")
+        extractor = self.clap_processors.require("audio", self.name_or_path)
+        return self.query_encoder.projection(self.query_encoder.embed_audio(extractor, examples, sampling_rate))
 
     def cache_label_embeddings(self, tokenizer) -> None:
-        """Compute the CLAP text embedding of every label's display name (``query_encoder="clap_text"`` only).
+        """Compute the CLAP text embedding of every label's display name (``query_encoder="clap_text"`` or ``"clap"``).
 
         ``tokenizer`` is the text tower's tokenizer (e.g. loaded with ``AutoTokenizer.from_pretrained``); save it next
         to the model with ``tokenizer.save_pretrained(folder)`` to recompute embeddings for a new vocabulary later.
@@ -308,9 +374,13 @@ class ClearSepModel(ClearSepPreTrainedModel):
     def separate(
         self,
         audio,
-        queries,
+        queries=None,
         sampling_rate: int | None = None,
         *,
+        query_audio=None,
+        negative_queries=None,
+        return_residual: bool = False,
+        return_dict: bool = False,
         batch_size: int = 8,
         chunk_seconds: float | None = None,
         use_bf16: bool = False,
@@ -321,9 +391,19 @@ class ClearSepModel(ClearSepPreTrainedModel):
             audio: a waveform, 1-D ``(T,)`` or ``(channels, T)`` (downmixed), as a numpy array or tensor; or a list of
                 such waveforms.
             queries: display names or MIDs for that waveform (a list, or one string); for a list of waveforms, one
-                list of queries per waveform.
+                list of queries per waveform. A parent class of the vocabulary (``"Dog"``) asks for all of its
+                descendants in the clip (``"Bark"``, ``"Howl"``) together. With ``query_encoder="clap"`` any text
+                (``"a dog barking in the rain"``) is a query too.
             sampling_rate: rate of ``audio``; defaults to ``config.sampling_rate``. Other rates are resampled to the
                 model's and the outputs back to the input's.
+            query_audio: audio examples of the sounds to extract (``query_encoder="clap"``): a list of waveforms at
+                ``sampling_rate`` (one list per waveform for a list), embedded by the CLAP audio tower; their outputs
+                follow those of ``queries``.
+            negative_queries: sounds to keep out of every output (as ``queries``: a list, or one list per waveform):
+                each output's mask is multiplied by one minus each negative query's mask.
+            return_residual: also return the input minus the sum of the outputs (implies ``return_dict``).
+            return_dict: return a :class:`ClearSepSeparationOutput` (outputs, their ``level_db`` relative to the
+                input, and the residual when asked for) instead of an array.
             batch_size: how many (clip, chunk) mixture encodings run in one forward pass; each encoding is decoded
                 for all of its clip's queries (in one batch on accelerators, one query after the other on CPU).
             chunk_seconds: output length of one chunk of long inputs (default ``config.segment_seconds``). Chunks
@@ -331,40 +411,59 @@ class ClearSepModel(ClearSepPreTrainedModel):
             use_bf16: run the network under bfloat16 autocast (the STFTs stay in float32).
 
         Returns:
-            ``np.ndarray`` ``(Q, T)`` float32 at the input's rate and length; a list of them for a list of waveforms.
+            ``np.ndarray`` ``(Q, T)`` float32 at the input's rate and length, or a :class:`ClearSepSeparationOutput`
+            with ``return_dict``/``return_residual``; a list of them for a list of waveforms.
         """
         single = not isinstance(audio, (list, tuple))
         waveforms = [audio] if single else list(audio)
-        query_lists = [queries] if single else list(queries)
-        if len(query_lists) != len(waveforms):
-            raise ValueError(f"got {len(waveforms)} waveforms but {len(query_lists)} query lists")
+        positives = per_waveform(queries, len(waveforms), single, "queries")
+        examples = per_waveform(query_audio, len(waveforms), single, "audio queries")
+        negatives = per_waveform(negative_queries, len(waveforms), single, "negative queries")
+        if not all(positive or example for positive, example in zip(positives, examples)):
+            raise ValueError("give at least one query per waveform (negative queries only remove from outputs)")
         rate = sampling_rate or self.config.sampling_rate
         extractor = self.feature_extractor
         inputs = extractor(waveforms, sampling_rate=rate)["input_values"]  # mono float32 at the model's rate
-        ids = [self.query_ids(query_list) for query_list in query_lists]
         was_training = self.training
         self.eval()
         try:
-            outputs = self._separate_chunks(inputs, ids, extractor, batch_size, chunk_seconds, use_bf16)
+            embeddings = [
+                torch.cat(
+                    ([self.query_embeddings(positive)] if positive else [])
+                    + ([self.audio_query_embeddings(example, rate)] if example else [])
+                    + ([self.query_embeddings(negative)] if negative else [])
+                )
+                for positive, example, negative in zip(positives, examples, negatives, strict=True)
+            ]
+            outputs = self._separate_chunks(
+                inputs, embeddings, [len(n) for n in negatives], extractor, batch_size, chunk_seconds, use_bf16
+            )
         finally:
             self.train(was_training)
         results = [
             fit_length(resample(output, self.config.sampling_rate, rate), waveform.shape[-1])
             for output, waveform in zip(outputs, waveforms, strict=True)
         ]
+        if return_dict or return_residual:
+            mixtures = ClearSepFeatureExtractor(sampling_rate=rate)(waveforms, sampling_rate=rate)["input_values"]
+            results = [
+                separation_output(result, mixture, return_residual)
+                for result, mixture in zip(results, mixtures, strict=True)
+            ]
         return results[0] if single else results
 
     def _separate_chunks(
         self,
         inputs: list[np.ndarray],
-        ids: list[torch.Tensor],
+        queries: list[torch.Tensor],
+        num_negative: list[int],
         extractor: ClearSepFeatureExtractor,
         batch_size: int,
         chunk_seconds: float | None,
         use_bf16: bool,
     ) -> list[np.ndarray]:
-        """Chunked, batched inference over ``extractor``'s chunk plan; chunks of equal length and query count share
-        forward passes."""
+        """Chunked, batched inference over ``extractor``'s chunk plan of ``(Q + N, D)`` query embeddings per clip, the
+        last N negative; chunks of equal length and query counts share forward passes."""
         crossfade = extractor.chunk_quantum
         work = [
             (clip, chunk)
@@ -372,37 +471,39 @@ class ClearSepModel(ClearSepPreTrainedModel):
             for chunk in extractor.chunk_plan(len(waveform), chunk_seconds)
         ]
         outputs = [
-            np.zeros((len(query_ids), len(waveform)), dtype=np.float32)
-            for query_ids, waveform in zip(ids, inputs, strict=True)
+            np.zeros((len(embeddings) - negative, len(waveform)), dtype=np.float32)
+            for embeddings, negative, waveform in zip(queries, num_negative, inputs, strict=True)
         ]
-        groups: dict[tuple[int, int], list] = {}
+        groups: dict[tuple[int, int, int], list] = {}
         for clip, chunk in work:
-            groups.setdefault((chunk[1] - chunk[0], len(ids[clip])), []).append((clip, chunk))
-        for items in groups.values():
+            groups.setdefault((chunk[1] - chunk[0], len(queries[clip]), num_negative[clip]), []).append((clip, chunk))
+        for (_, _, negative), items in groups.items():
             for start in range(0, len(items), max(1, batch_size)):
                 batch = items[start : start + batch_size]
                 mixtures = torch.from_numpy(np.stack([inputs[clip][lo:hi] for clip, (lo, hi, _, _) in batch]))
-                query_ids = torch.stack([ids[clip] for clip, _ in batch])
+                embeddings = torch.stack([queries[clip] for clip, _ in batch])
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    separated = self._encode_decode(mixtures.to(self.device), query_ids.to(self.device))
+                    separated = self._encode_decode(mixtures.to(self.device), embeddings.to(self.device), negative)
                 separated = separated.float().cpu().numpy()
                 for (clip, chunk), estimate in zip(batch, separated, strict=True):
                     _add_chunk(outputs[clip], estimate, chunk, crossfade)
         return outputs
 
-    def _encode_decode(self, mixtures: torch.Tensor, query_ids: torch.Tensor) -> torch.Tensor:
-        """``forward`` without the loss; on CPU the queries are decoded one at a time.
+    def _encode_decode(self, mixtures: torch.Tensor, queries: torch.Tensor, num_negative: int = 0) -> torch.Tensor:
+        """Separated waveforms ``(B, Q, T)`` for ``(B, Q + N, D)`` query embeddings, the last N negative.
 
-        One query's activations of a 10 s clip fit in the CPU caches, several queries' do not (and large blocks are
-        page-faulted in afresh by the allocator on every operation), so a loop is several times faster per query
-        there; accelerators get all queries in one batch.
+        On CPU the queries are decoded one at a time: one query's activations of a 10 s clip fit in the CPU caches,
+        several queries' do not (and large blocks are page-faulted in afresh by the allocator on every operation), so a
+        loop is several times faster per query there; accelerators get all queries in one batch.
         """
         encoding = self.encode(mixtures)
-        queries = self.query_encoder(query_ids)
         step = 1 if self.device.type == "cpu" else queries.shape[1]
-        parts = [
-            self.decode(encoding, queries[:, start : start + step])[1] for start in range(0, queries.shape[1], step)
-        ]
+        masks = torch.cat(
+            [self.decode_masks(encoding, queries[:, start : start + step]) for start in range(0, queries.shape[1], step)],
+            dim=1,
+        )
+        masks = exclude_negatives(masks, num_negative)
+        parts = [self.synthesize(encoding, masks[:, start : start + step]) for start in range(0, masks.shape[1], step)]
         return torch.cat(parts, dim=1)
 
 

@@ -115,7 +115,7 @@ def _db(numerator: np.ndarray, denominator: np.ndarray) -> float:
 def test_json_structure(summary, model):
     assert set(summary) == {
         "model", "dataset", "split", "sampling_rate", "num_clips", "num_items", "metrics", "per_class", "oracle",
-        "mixture", "num_skipped", "skipped", "items",
+        "mixture", "parents", "absent", "num_skipped", "skipped", "items", "absent_items",
     }  # fmt: skip
     assert summary["split"] == "eval" and summary["sampling_rate"] == SR
     assert set(summary["metrics"]) == set(METRICS)
@@ -186,7 +186,8 @@ def test_perfect_model(benchmark, model, monkeypatch):
         outputs = []
         for mixture, query_list in zip(audio, queries):
             ytid = min(mixtures, key=lambda name: np.abs(mixtures[name] - mixture).max())
-            outputs.append(np.stack([sources[ytid][reference_of.get(query, query)] for query in query_list]))
+            silence = np.zeros_like(mixture)
+            outputs.append(np.stack([sources[ytid].get(reference_of.get(query, query), silence) for query in query_list]))
         return outputs
 
     monkeypatch.setattr(model, "separate", separate)
@@ -268,3 +269,38 @@ def test_demo_corpus_is_a_benchmark(tmp_path, model):
     events = sum(1 for item in result.items for reference in manifest[item.clip_id] if reference.label == item.query)
     assert events == result.num_items
     assert result.oracle["si_sdr"] > result.mixture["si_sdr"]
+
+
+def test_parent_and_absent_queries_are_reported_apart(benchmark, monkeypatch):
+    """A model that knows Dog is asked Dog on the Bark clip (target: the Bark reference) and one absent class per
+    clip; neither changes the main metrics."""
+    root, sources = benchmark
+    vocabulary = {**MODEL_VOCABULARY, DOG: "Dog"}
+    model = ClearSepModel(
+        ClearSepConfig(label_mids=list(vocabulary), id2label=dict(enumerate(vocabulary.values())), channels=[8, 16])
+    ).eval()
+
+    def separate(audio, queries, sampling_rate=None, **_):  # the references for present queries, else silence
+        mixtures = {ytid: sf.read(root / "audio" / f"{ytid}.flac", dtype="float32")[0] for ytid in ("clipAAAAAAA", "clipBBBBBBB", "clipFFFFFFF")}
+        outputs = []
+        for mixture, query_list in zip(audio, queries):
+            ytid = min(mixtures, key=lambda name: np.abs(mixtures[name] - mixture).max())
+            found = {DOG: BARK, BIRD: CHIRP}
+            outputs.append(np.stack([sources[ytid].get(found.get(q, q), 0 * mixture) for q in query_list]))
+        return outputs
+
+    monkeypatch.setattr(model, "separate", separate)
+    result = evaluate_on_benchmark(model, root, num_workers=1, oracle=False)
+    summary = result.to_dict(include_items=True)
+    assert summary["num_items"] == 5 and summary["per_class"].keys() == {"Speech", "Bark", "Bird", "Siren"}
+    parents = [item for item in summary["items"] if item["kind"] == "parent"]
+    assert [(item["clip_id"], item["name"], item["child"]) for item in parents] == [("clipAAAAAAA", "Dog", BARK)]
+    assert parents[0]["si_sdr"] > 60 and abs(summary["parents"]["si_sdr_minus_child"]) < 1e-6
+    assert summary["parents"]["per_class"] == {"Dog": {"count": 1, "si_sdr": parents[0]["si_sdr"]}}
+    absent = summary["absent_items"]
+    assert len(absent) == summary["num_clips"] == 3 and summary["absent"]["num_items"] == 3
+    for score in absent:  # unrelated to every label of its clip: never Dog or Bark on clip A, never Bird on clip B
+        labels = CLIPS[score["clip_id"]][0]
+        assert score["query"] not in labels and not (score["query"] in (DOG, BARK) and BARK in labels)
+        assert score["level_db"] < -100
+    assert summary["absent"]["median_level_db"] < -100 and summary["absent"]["share_below_-30_db"] == 1.0

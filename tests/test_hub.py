@@ -19,8 +19,8 @@ from clearsep_data.hub.staging import StagingError
 from clearsep_data.tracks import TRACK_FIELDS, load_tracks, track_features
 
 TOKEN = "hf_ClearSepTestTokenNeverPublish0123"
-CODE_FILES = ["configuration_clearsep.py", "feature_extraction_clearsep.py", "loading.py", "losses.py",
-              "modeling_clearsep.py", "network_clearsep.py", "pipeline_clearsep.py"]  # fmt: skip
+CODE_FILES = ["clap_query_encoder.py", "configuration_clearsep.py", "feature_extraction_clearsep.py", "loading.py", "losses.py",
+              "modeling_clearsep.py", "network_clearsep.py", "pipeline_clearsep.py", "separation_output.py"]  # fmt: skip
 EVAL = {
     "model": "runs/small",
     "dataset": "clearsep/audioset-eval",
@@ -230,6 +230,33 @@ def test_staged_model_repo_and_card(model_dir, tmp_path):
     assert "| model | 5.10 | 4.20 | 6.00 | 7.25 |" in card.text
     assert "| 1 | Bark | /m/05tny_ |" in card.text
     assert TOKEN not in card.text
+    assert "| negative | yes |" in card.text and "| free text | no (needs" in card.text
+    assert "| parent class | not trained |" in card.text  # this training_args.json has no parent_rate
+
+
+def test_staged_clap_model_lists_its_query_kinds_and_processors(tmp_path):
+    from huggingface_hub import ModelCard
+    from test_clap_queries import tiny_clap_folder
+    from test_modeling import tiny_config
+
+    from clearsep_data import ClearSepModel
+
+    model = ClearSepModel.from_pretrained_clap(tiny_clap_folder(tmp_path / "clap"), tiny_config())
+    model.save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "eval.json").write_text(json.dumps(
+        {**EVAL, "parents": {"si_sdr_minus_child": -0.4}, "absent": {"median_level_db": -33.2}}
+    ))  # fmt: skip
+    (tmp_path / "model" / "training_args.json").write_text(json.dumps({"parent_rate": 0.5, "silence_rate": 0.2}))
+    staged = stage_model(tmp_path / "model", tmp_path / "stage", repo_id="me/clap-sep")
+    names = [name for name, _ in staged.files()]
+    assert "clap/tokenizer.json" in names and "clap/preprocessor_config.json" in names
+    text = ModelCard.load(staged.path / "README.md").text
+    assert "| free text | yes |" in text and "| audio example | yes |" in text
+    assert "parent_rate 0.5; SI-SDR -0.40 dB vs the child's own query" in text
+    assert "silence_rate 0.2; median output -33.2 dB re mixture" in text
+    assert "query_audio=[mixture.T[:, :rate]]" in text
+    loaded = ClearSepModel.from_pretrained(staged.path)  # the staged repository loads, free text included
+    assert loaded.separate(np.zeros(8000, np.float32) + 0.1, ["a dog barking"]).shape == (1, 8000)
 
 
 def test_model_card_reports_the_real_evaluation_on_the_dataset_id_given(model_dir, tmp_path):

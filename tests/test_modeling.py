@@ -362,3 +362,41 @@ def test_optimiser_steps_lower_the_loss(loss):
         assert losses[-1] < losses[0] - 0.5  # dB
     else:
         assert losses[-1] < 0.95 * losses[0]
+
+
+# --------------------------------------------------------------------------------------------- query kinds
+def test_residual_is_the_input_minus_the_outputs_at_the_input_rate():
+    model = tiny_model()
+    stereo = waveform(1.3, rate=44100, channels=2)
+    output = model.separate(stereo, ["Speech", "Bark"], sampling_rate=44100, return_residual=True)
+    np.testing.assert_array_equal(output.separated_values, model.separate(stereo, ["Speech", "Bark"], 44100))
+    assert output.residual.shape == (stereo.shape[1],) and output.residual.dtype == np.float32
+    np.testing.assert_allclose(output.separated_values.sum(0) + output.residual, stereo.mean(0), atol=1e-6)
+    energy = (output.separated_values.astype(np.float64) ** 2).sum(-1) / (stereo.mean(0).astype(np.float64) ** 2).sum()
+    np.testing.assert_allclose(output.level_db, 10 * np.log10(energy), atol=1e-4)
+    plain = model.separate(stereo, "Speech", 44100, return_dict=True)
+    assert plain.residual is None and plain.level_db.shape == (1,)
+    batch = model.separate([stereo[0], stereo[1][:8000]], [["Bark"], ["Speech"]], 44100, return_residual=True)
+    assert [item.residual.shape for item in batch] == [(stereo.shape[1],), (8000,)]
+
+
+def test_negative_queries_take_their_mask_out_of_every_output():
+    model = tiny_model()
+    audio = waveform(2.5)
+    with torch.no_grad():  # the reference: masks of positive and negative queries from one forward pass
+        output = model(torch.from_numpy(audio)[None], model.query_ids(["Speech", "Bark", "Chirp, tweet"])[None])
+        masks = output.masks[:, :2] * (1 - output.masks[:, 2:])
+        expected = model.spectrogram.istft(masks * model.spectrogram.stft(torch.from_numpy(audio)[None])[:, None], audio.size)
+    separated = model.separate(audio, ["Speech", "Bark"], negative_queries=["Chirp, tweet"], chunk_seconds=60.0)
+    np.testing.assert_allclose(separated, expected[0].numpy(), atol=1e-5)
+    plain = model.separate(audio, ["Speech", "Bark"])
+    assert (separated.astype(np.float64) ** 2).sum() < (plain.astype(np.float64) ** 2).sum()
+    chunked = model.separate(audio, ["Speech", "Bark"], negative_queries="Chirp, tweet", batch_size=2)
+    assert snr_db(separated, chunked) > 30.0  # chunked inference stays exact with negatives
+    batch = model.separate([audio, audio], [["Speech", "Bark"], ["Speech", "Bark"]], negative_queries=[["Chirp, tweet"], []])
+    np.testing.assert_allclose(batch[0], chunked, atol=1e-5)
+    np.testing.assert_allclose(batch[1], plain, atol=1e-5)
+    with pytest.raises(ValueError, match="at least one query"):
+        model.separate(audio, [], negative_queries=["Bark"])
+    with pytest.raises(ValueError, match="2 waveforms but 1 lists of negative queries"):
+        model.separate([audio, audio], [["Bark"], ["Bark"]], negative_queries=[["Speech"]])

@@ -219,6 +219,28 @@ def test_silence_strategy_asks_for_absent_classes(catalog, data):
     assert not any(any(e.silent) for e in examples(make_sampler(catalog, ontology), 100))
 
 
+def test_parent_strategy_asks_for_a_class_above_the_track_with_every_source_below_it(catalog, data):
+    ontology = Ontology.from_json(data["ontology"])
+    relations = LabelRelations(catalog.vocabulary, ontology)
+    dog, bark = catalog.vocabulary.index(DOG), catalog.vocabulary.index(BARK)
+    assert relations.parents_of(bark).tolist() == [dog] and relations.parents_of(dog).size == 0  # Animal: not queryable
+    assert relations.covers[dog, bark] and not relations.covers[bark, dog]
+    label_of = dict(zip(catalog.track_ids, catalog.label_index))
+    lifted = examples(make_sampler(catalog, ontology, parent_rate=1.0, max_interferers=1), 100)
+    assert bark not in {q for e in lifted for q in e.queries}  # every Bark query became Dog
+    asked_dog = 0
+    for example in lifted:
+        # Both sources are queried: the targets still sum to the mixture, a parent's target being its child's track.
+        np.testing.assert_allclose(example.targets.sum(0), example.mixture, atol=1e-6)
+        for query, tracks in zip(example.queries, example.query_tracks):
+            assert all(relations.covers[query, label_of[track]] for track in tracks.split("+"))
+            asked_dog += query == dog and any(label_of[t] == bark for t in tracks.split("+"))
+    assert asked_dog > 10
+    half = examples(make_sampler(catalog, ontology, parent_rate=0.5), 400)
+    slots = [(q, t) for e in half for q, t in zip(e.queries, e.query_tracks) if label_of[t] == bark]
+    assert 0.4 < np.mean([q == dog for q, _ in slots]) < 0.6
+
+
 def test_natural_strategy_uses_complete_accepted_clips(catalog, data):
     from clearsep_data.corpus import open_corpus
 
@@ -283,6 +305,21 @@ def test_training_lowers_the_loss_and_saves_a_model(data, tmp_path):
     assert saved["seed"] == 0 and saved["quality"] == "weight" and saved["natural_rate"] == 0.25
     assert saved["silence_rate"] == 0.05 and saved["datasets"] == [data["dataset"]]
     assert saved["provenance"]["natural_clips"] == 2 and saved["provenance"]["tracks"]["total"] == len(SINGLE) + 6
+
+
+def test_training_with_a_pretrained_clap_query_encoder(data, tmp_path):
+    from test_clap_queries import tiny_clap_folder
+
+    from clearsep_data.modeling import ClearSepModel
+    from clearsep_data.training import TrainingError, train
+
+    clap = tiny_clap_folder(tmp_path / "clap")
+    train(arguments(data, tmp_path / "run", steps=2, clap_model=str(clap)))
+    model = ClearSepModel.from_pretrained(tmp_path / "run")
+    assert model.config.query_encoder == "clap" and (tmp_path / "run" / "clap" / "tokenizer.json").is_file()
+    assert model.separate(tone(BARK, 0)[:RATE], ["a dog barking", "Bark"]).shape == (2, RATE)
+    with pytest.raises(TrainingError, match="--clap-model .*missing: cannot load a CLAP model"):
+        train(arguments(data, tmp_path / "bad", steps=1, clap_model=str(tmp_path / "missing")))
 
 
 def test_resume_from_checkpoint_continues_identically(data, tmp_path):

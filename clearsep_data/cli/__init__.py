@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
-from clearsep_data.cli import build, demo_corpus, evaluate, iterate, push, stats, train
+from clearsep_data.cli import build, demo_corpus, evaluate, iterate, push, separate, stats, train
 from clearsep_data.cli.progress import with_one_progress_display
 from clearsep_data.distributed import stop_with_launcher
 
@@ -51,6 +51,7 @@ for name, command in (
     ("train", train.train),
     ("iterate", iterate.iterate),
     ("evaluate", evaluate.evaluate_command),
+    ("separate", separate.separate),
     ("stats", stats.stats),
 ):
     app.command(name)(with_one_progress_display(command))

@@ -11,8 +11,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError)
 folder's ``ClearSepLoadError``) is a ``ValueError``; ``OSError`` covers files that cannot be read or written."""
 
 
-def fail(message: object) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with status 1.
+def report(message: object) -> None:
+    """Print ``error: message`` on stderr, one line.
 
     The message is escaped, so text such as ``corpus [train]`` or a MID in brackets is printed as it is
     rather than read as rich markup; it is not wrapped, so a long path stays on one line.
@@ -21,4 +21,9 @@ def fail(message: object) -> NoReturn:
     from rich.markup import escape
 
     Console(stderr=True).print(f"[red]error:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+def fail(message: object) -> NoReturn:
+    """:func:`report` the message and exit with status 1."""
+    report(message)
     raise typer.Exit(code=1) from None

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from clearsep_data.cli.errors import USER_ERRORS, fail
+from clearsep_data.cli.models import load_separator
 
 
 
@@ -30,12 +31,10 @@ def evaluate_command(
 
     Each clip's labels become the model's queries (ancestors and descendants reduced with the ontology); each query's estimate is scored against its reference, next to the unprocessed mixture (improvement 0) and an oracle ideal ratio mask (the ceiling of mask-based separation).
     """
-    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from clearsep_data.evaluation import EVAL_FILE, Benchmark, evaluate_on_benchmark
-    from clearsep_data.modeling import ClearSepModel
 
     console = Console(stderr=True)
     model_dir = Path(model)
@@ -45,11 +44,7 @@ def evaluate_command(
         opened = Benchmark.open(benchmark, split)
     except USER_ERRORS as error:  # BenchmarkError, CorpusError, OntologyError name the file at fault
         fail(error)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        separator = ClearSepModel.from_pretrained(model).to(device).eval()
-    except USER_ERRORS as error:
-        fail(f"cannot load model {model!r}: {error}")
+    separator = load_separator(model, device)
 
     bar = Progress(
         TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, disable=not progress
@@ -112,6 +107,19 @@ def print_report(summary: dict, console) -> None:
         for name, row in summary["per_class"].items():
             classes.add_row(escape(name), str(row["count"]), *(f"{row[key]:.2f}" for key in keys))
         console.print(classes)
+
+    parents, absent = summary.get("parents"), summary.get("absent")
+    if parents:
+        gap = parents["si_sdr_minus_child"]
+        console.print(
+            f"parent queries (e.g. Dog on a Bark clip): {parents['num_items']} items, SI-SDR {parents['si_sdr']:.2f} dB"
+            + ("" if gap is None else f", {gap:+.2f} dB against the child's own query")
+        )
+    if absent:
+        console.print(
+            f"absent queries: {absent['num_items']} items, output level median {absent['median_level_db']:.1f} dB "
+            f"relative to the mixture (90th percentile {absent['p90_level_db']:.1f} dB)"
+        )
 
     if summary["num_skipped"]:
         console.print(f"[yellow]skipped {summary['num_skipped']}:[/yellow]")

@@ -50,6 +50,9 @@ class TrainingArguments:
     output_dir: str = field(metadata={"help": "Folder of the model, checkpoints and logs.", "cli": ("output",)})
     init: str | None = field(default=None, metadata={"help": "Continue from this ClearSepModel (folder or Hub id)."})
     preset: str = field(default="small", metadata={"help": "Architecture of a new model: small | audiosep."})
+    clap_model: str | None = field(default=None, metadata={
+        "help": "Pretrained CLAP (Hub id such as laion/clap-htsat-unfused, or folder) as a new model's query encoder: "
+        "free-text and audio-example queries; trained with the label names and caption templates."})
     model_config: dict = field(default_factory=dict, metadata={
         "help": "KEY=VALUE override of a new model's config (repeatable).", "cli": ("model_config",)})
     vocabulary: str | None = field(default=None, metadata={
@@ -86,6 +89,9 @@ class TrainingArguments:
     quality_width: float = field(default=2.0, metadata={"help": "Width (dB) of the sigmoid weight.", "panel": STRATEGIES})
     silence_rate: float = field(default=0.05, metadata={
         "help": "Share of queries asking for an absent class (silent target).", "panel": STRATEGIES})
+    parent_rate: float = field(default=0.25, metadata={
+        "help": "Share of queries asking for a parent class of their track's label (Dog for Bark; target: every "
+        "source below it).", "panel": STRATEGIES})
     natural_corpus: str | None = field(default=None, metadata={
         "help": "AudioSet-style folder with the original clips: enables natural mixtures.", "panel": STRATEGIES})
     natural_segments: str | None = field(default=None, metadata={"help": "Segments CSV of --natural-corpus.", "panel": STRATEGIES})
@@ -138,6 +144,7 @@ class TrainingArguments:
                 f"queries_per_mixture must be between 1 and 1 + max_interferers ({1 + self.max_interferers})",
             ),
             (0 <= self.silence_rate <= 1, "silence_rate must lie in [0, 1]"),
+            (0 <= self.parent_rate <= 1, "parent_rate must lie in [0, 1]"),
             (0 <= self.natural_rate <= 1, "natural_rate must lie in [0, 1]"),
             (self.natural_rate == 0 or self.natural_corpus, "natural_rate > 0 needs a natural_corpus"),
             (0 <= self.eval_holdout < 1, "eval_holdout must lie in [0, 1)"),
@@ -150,6 +157,7 @@ class TrainingArguments:
                 f"report_to: {', '.join(sorted(set(self.report_to) - set(LOGGER_TYPE_TO_CLASS)))} is not one of accelerate's "
                 f"trackers ({', '.join(LOGGER_TYPE_TO_CLASS)}, all)",
             ),
+            (self.init is None or self.clap_model is None, "clap_model applies to a new model, not with init"),
         ]
         for ok, message in checks:
             if not ok:
@@ -176,6 +184,7 @@ class TrainingArguments:
             max_interferers=self.max_interferers,
             snr_db=self.snr_db,
             silence_rate=self.silence_rate,
+            parent_rate=self.parent_rate,
             natural_rate=self.natural_rate,
             quality=self.quality,
             quality_centre=self.quality_centre,

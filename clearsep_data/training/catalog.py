@@ -222,15 +222,23 @@ class LabelRelations:
         self.ontology = ontology
         self._index = {mid: index for index, mid in enumerate(self.vocabulary)}
         self.exclusive = np.stack([~self._related_mask(mid) for mid in self.vocabulary]) if self.vocabulary else np.zeros((0, 0), bool)
+        self.covers = np.stack([self._related_mask(mid, above=False) for mid in self.vocabulary]) if self.vocabulary else np.zeros((0, 0), bool)
+        """``covers[q, l]``: label ``l`` is ``q`` or lies below it, so a query for ``q`` asks for a sound labelled ``l``."""
 
-    def _related_mask(self, mid: str) -> np.ndarray:
-        """Vocabulary entries equal to ``mid``, above it or below it."""
+    def _related_mask(self, mid: str, above: bool = True) -> np.ndarray:
+        """Vocabulary entries equal to ``mid``, below it or (``above``) above it."""
         related = {mid}
         if self.ontology is not None and mid in self.ontology:
-            related |= self.ontology.ancestors(mid) | self.ontology.descendants(mid)
+            related |= self.ontology.descendants(mid) | (self.ontology.ancestors(mid) if above else set())
         mask = np.zeros(len(self.vocabulary), dtype=bool)
         mask[[self._index[m] for m in related if m in self._index]] = True
         return mask
+
+    def parents_of(self, label: int) -> np.ndarray:
+        """Vocabulary indices of the classes above vocabulary entry ``label`` (its ancestors in the vocabulary)."""
+        above = self.covers[:, label].copy()
+        above[label] = False
+        return np.flatnonzero(above)
 
     def absent_mask(self, mids: Sequence[str]) -> np.ndarray:
         """Vocabulary entries exclusive with every one of ``mids`` (MIDs inside or outside the vocabulary)."""

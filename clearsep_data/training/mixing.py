@@ -12,6 +12,9 @@ Three training strategies for engine-made (``separated``) tracks are built in, e
   track's sampling probability (``quality="sample"``) or its loss (``quality="weight"``);
 * absent queries: with probability ``silence_rate`` a query asks for a class that is not in the
   mixture and its target is silence;
+* parent queries: with probability ``parent_rate`` a query asks for a class of the vocabulary above
+  its track's label (``Dog`` for a ``Bark`` track) and its target is the sum of every source of the
+  mixture whose label is that class or lies below it (the engine's queries stay mutually exclusive);
 * natural mixtures: with probability ``natural_rate`` an example is an original multi-label clip
   whose targets are its accepted separated tracks (see
   :class:`~clearsep_data.training.catalog.NaturalClips`).
@@ -56,6 +59,7 @@ class MixingConfig:
     level_db: tuple[float, float] = (-30.0, -15.0)
     """Range of the target track's (natural clip's) RMS level in dBFS; the mixture is then kept below 0.99 peak."""
     silence_rate: float = 0.05
+    parent_rate: float = 0.0
     natural_rate: float = 0.0
     quality: str = "weight"
     quality_centre: float = 5.0
@@ -72,7 +76,7 @@ class Example:
     weights: np.ndarray  # (Q,)
     silent: list[bool]
     query_tracks: list[str]
-    """Track id behind each query ('' for an absent-class query)."""
+    """Track ids behind each query, joined by '+' for a parent query ('' for an absent-class query)."""
     mixture_tracks: list[str]
     labels: list[str]
     """MIDs of every sound in the mixture (an absent-class query must be exclusive with all of them)."""
@@ -181,17 +185,38 @@ class MixtureSampler:
         sources = sources * (10 ** (gains_db / 20) / np.asarray([_rms(w) for w in waveforms]))[:, None]
         mixture = sources.sum(0)
         scale = _peak_scale(mixture)
-        queries = chosen[: config.queries_per_mixture]
         return Example(
             mixture=(mixture * scale).astype(np.float32),
-            queries=[int(catalog.label_index[track]) for track in queries],
-            targets=(sources[: len(queries)] * scale).astype(np.float32),
-            weights=self.loss_weights[queries].astype(np.float32),
-            silent=[False] * len(queries),
-            query_tracks=[catalog.track_ids[track] for track in queries],
+            **self._queries(rng, chosen, sources * scale, config.queries_per_mixture),
             mixture_tracks=[catalog.track_ids[track] for track in chosen],
             labels=[catalog.vocabulary[catalog.label_index[track]] for track in chosen],
         )
+
+    def _queries(self, rng: np.random.Generator, tracks: Sequence[int], sources: np.ndarray, count: int) -> dict:
+        """Queries, targets, weights and provenance for the first ``count`` of a mixture's mutually exclusive sources.
+
+        With probability ``parent_rate`` a query is lifted to a vocabulary class above its track's label; a query's
+        target is the sum of the sources it covers (its own track, or every track below the parent), its weight the
+        lowest of theirs.
+        """
+        labels = self.catalog.label_index[np.asarray(tracks)]
+        queries = labels[:count].copy()
+        lifted = rng.random(len(queries)) < self.config.parent_rate if self.config.parent_rate > 0 else []
+        for slot in np.flatnonzero(lifted):
+            parents = self.relations.parents_of(int(queries[slot]))
+            if parents.size:
+                queries[slot] = int(rng.choice(parents))
+        covered = self.relations.covers[queries][:, labels]  # (Q, sources)
+        weights = np.where(covered, self.loss_weights[np.asarray(tracks)][None], np.inf).min(axis=1)
+        return {
+            "queries": [int(query) for query in queries],
+            "targets": (covered.astype(np.float64) @ sources.astype(np.float64)).astype(np.float32),
+            "weights": weights.astype(np.float32),
+            "silent": [False] * len(queries),
+            "query_tracks": [
+                "+".join(self.catalog.track_ids[tracks[i]] for i in np.flatnonzero(row)) for row in covered
+            ],
+        }
 
     def _crop(self, waveform: np.ndarray, rng: np.random.Generator, attempts: int = 4) -> np.ndarray:
         """A random ``segment_samples`` crop, preferring one that is not near-silent.
@@ -234,22 +259,17 @@ class MixtureSampler:
             stacked = stacked[:, start : start + length]
         else:
             stacked = fit_length(stacked, length)
-        order = rng.permutation(len(tracks))[: self.config.queries_per_mixture]
+        order = rng.permutation(len(tracks))
         stacked = stacked * (10 ** (rng.uniform(*self.config.level_db) / 20) / _rms(clip))
         stacked = stacked * _peak_scale(stacked[0])
-        queries = [item.tracks[i] for i in order]
         example = Example(
             mixture=stacked[0].astype(np.float32),
-            queries=[int(catalog.label_index[track]) for track in queries],
-            targets=stacked[1 + order].astype(np.float32),
-            weights=self.loss_weights[queries].astype(np.float32),
-            silent=[False] * len(queries),
-            query_tracks=[catalog.track_ids[track] for track in queries],
+            **self._queries(rng, [item.tracks[i] for i in order], stacked[1 + order], self.config.queries_per_mixture),
             mixture_tracks=[catalog.track_ids[track] for track in item.tracks],
             labels=list(item.clip.labels),
             natural=True,
         )
-        missing = self.config.queries_per_mixture - len(queries)
+        missing = self.config.queries_per_mixture - len(example.queries)
         if missing > 0:  # a clip with fewer sources than queries per mixture: ask for absent classes
             absent = np.flatnonzero(self.relations.absent_mask(example.labels))
             if not absent.size:

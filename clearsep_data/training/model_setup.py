@@ -33,7 +33,12 @@ def build_model(args: TrainingArguments, label_names: dict[str, str], ontology):
         config = ClearSepConfig.from_preset(args.preset, label_mids=mids, id2label=dict(enumerate(names)), **overrides)
     except (TypeError, ValueError) as error:
         raise TrainingError(f"model configuration: {error}") from None
-    return ClearSepModel(config)
+    if args.clap_model is None:
+        return ClearSepModel(config)
+    try:
+        return ClearSepModel.from_pretrained_clap(args.clap_model, config)
+    except (OSError, ValueError) as error:
+        raise TrainingError(f"--clap-model {args.clap_model}: cannot load a CLAP model ({str(error).splitlines()[0]})") from None
 
 
 def extend_vocabulary(model, labels: dict[str, str], source: str):
