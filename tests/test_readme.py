@@ -25,6 +25,7 @@ SMALLER = {
     "train": ["--steps", "1", "--batch-size", "1", "--segment-seconds", "0.5", "--eval-every", "0", "--no-progress"],
     "build": ["--no-progress"],
     "evaluate": ["--no-progress", "--no-oracle"],
+    "separate": ["--no-progress"],
 }
 """Options appended to each command, by command: the sizes of the demo, not of a real run."""
 
@@ -96,6 +97,6 @@ def test_readme_blocks_run(demo, monkeypatch, one_thread):
         else:
             pytest.fail(f"README block in {language!r}: neither python nor bash")
         ran[language] += 1
-    assert ran["python"] == 3 and ran["bash"] >= 7
+    assert ran["python"] == 4 and ran["bash"] >= 8
     assert Path("my-thresholds.toml").is_file() and Path("tracks-strict/build.json").is_file()
     assert Path("staged-dataset/README.md").is_file() and Path("staged-model/README.md").is_file()
