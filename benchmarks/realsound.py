@@ -644,6 +644,8 @@ def split_recordings(
 # --------------------------------------------------------------------------- mixing
 
 RECORDINGS = "recordings.csv"
+VALID_SEGMENTS = "valid_segments.csv"
+"""Validation clips (``--valid-clips``): the held-out recordings mixed again, for choosing checkpoints."""
 RECORDING_FIELDS = ("recording_id", "package", "member", "group", "licence", "mid", "name", "split", "seconds")
 
 
@@ -772,12 +774,15 @@ def write_corpus(
     *,
     clips: int = 300,
     eval_clips: int = 60,
+    valid_clips: int = 0,
     single_event_fraction: float = SINGLE_EVENT_FRACTION,
     seed: int = 0,
     overwrite: bool = False,
     about: dict | None = None,
 ) -> dict:
-    """Mix ``train`` recordings into ``clips`` training clips and ``held_out`` ones into ``eval_clips`` eval clips.
+    """Mix ``train`` recordings into ``clips`` training clips and ``held_out`` ones into ``eval_clips`` eval clips
+    (and ``valid_clips`` validation clips: other mixtures of the same held-out recordings, drawn from a separate
+    random stream so that the other splits do not depend on it; for choosing checkpoints, not for reporting).
 
     Writes the demo corpus's layout (segments CSVs, ``class_labels_indices.csv`` of the classes used, a copy of
     ``ontology_file``, ``audio/{YTID}.flac``, ``references/`` of every multi-event clip), plus ``recordings.csv``
@@ -786,27 +791,33 @@ def write_corpus(
     """
     ontology = Ontology.from_json(ontology_file)
     clip_length = int(round(CLIP_SECONDS * SAMPLING_RATE))
-    if not train or (eval_clips and not held_out):
+    if not train or ((eval_clips or valid_clips) and not held_out):
         raise ValueError("no recordings to mix")
     if any(len(recording.waveform) > clip_length for recording in [*train, *held_out]):
         raise ValueError(f"recordings must be at most {CLIP_SECONDS} s long")
     out = Path(out)
-    prepare_folder(out, overwrite, SETTINGS, (*OUTPUTS, RECORDINGS), kind="real-sound corpus")
+    prepare_folder(out, overwrite, SETTINGS, (*OUTPUTS, VALID_SEGMENTS, RECORDINGS), kind="real-sound corpus")
     rng = np.random.default_rng(seed)
     ytids = youtube_like_ids(rng, clips + eval_clips)
     n_single = int(round(single_event_fraction * clips))
     single = rng.permutation([True] * n_single + [False] * (clips - n_single))
     train_plans = plan_clips(Picker(train, ontology, rng), rng, ytids[:clips], single, clip_length)
     eval_plans = plan_clips(Picker(held_out, ontology, rng), rng, ytids[clips:], [False] * eval_clips, clip_length)
+    valid_rng = np.random.default_rng([seed, 2])
+    valid_ytids = youtube_like_ids(valid_rng, valid_clips)
+    if set(valid_ytids) & set(ytids):
+        raise ValueError(f"seed {seed}: a validation clip id repeats a training or eval clip id; use another seed")
+    valid_plans = plan_clips(Picker(held_out, ontology, valid_rng), valid_rng, valid_ytids, [False] * valid_clips, clip_length)
 
     (out / "audio").mkdir(parents=True, exist_ok=True)
     manifest = [
         row
-        for plan in [*train_plans, *eval_plans]
+        for plan in [*train_plans, *eval_plans, *valid_plans]
         for row in write_clip(out, plan.ytid, render(plan, clip_length), plan.labels, SAMPLING_RATE)
     ]
     creator = f"benchmarks/realsound.py (version {VERSION}, seed {seed})"
-    for path, plans in ((TRAIN_SEGMENTS, train_plans), (EVAL_SEGMENTS, eval_plans)):
+    splits = {TRAIN_SEGMENTS: train_plans, EVAL_SEGMENTS: eval_plans, **({VALID_SEGMENTS: valid_plans} if valid_clips else {})}
+    for path, plans in splits.items():
         rows = [(plan.ytid, plan.start_seconds, plan.start_seconds + CLIP_SECONDS, plan.labels) for plan in plans]
         write_segments(out / path, rows, creator)
     used = {recording.mid for recording in [*train, *held_out]}
@@ -821,6 +832,7 @@ def write_corpus(
         "single_event_clips": n_single,
         "multi_event_clips": clips - n_single,
         "eval_clips": eval_clips,
+        "valid_clips": valid_clips,
         "reference_files": len(manifest),
         "train_events_per_class": events_per_class(train_plans, ontology),
         "eval_events_per_class": events_per_class(eval_plans, ontology),
@@ -836,7 +848,7 @@ def write_corpus(
         "seconds": CLIP_SECONDS,
         "level_spread_db": LEVEL_SPREAD_DB,
         "classes": [{"mid": mid, "name": name} for _, mid, name in vocabulary],
-        "splits": {"train": TRAIN_SEGMENTS, "eval": EVAL_SEGMENTS},
+        "splits": {"train": TRAIN_SEGMENTS, "eval": EVAL_SEGMENTS, **({"valid": VALID_SEGMENTS} if valid_clips else {})},
         "recordings": RECORDINGS,
         **summary,
         **(about or {}),
@@ -913,6 +925,8 @@ def parse_args() -> argparse.Namespace:
                         "(default: the copy shipped with clearsep-data).")
     parser.add_argument("--clips", type=int, default=300, help="Training clips.")
     parser.add_argument("--eval-clips", type=int, default=60, help="Held-out multi-event clips with references.")
+    parser.add_argument("--valid-clips", type=int, default=0,
+                        help="Validation clips (valid_segments.csv): other mixtures of the held-out recordings, for choosing checkpoints.")
     parser.add_argument("--single-event-fraction", type=float, default=SINGLE_EVENT_FRACTION)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="Replace a corpus already in --output.")
@@ -945,6 +959,7 @@ def main() -> None:
             ontology_file,
             clips=args.clips,
             eval_clips=args.eval_clips,
+            valid_clips=args.valid_clips,
             single_event_fraction=args.single_event_fraction,
             seed=args.seed,
             overwrite=args.overwrite,

@@ -131,3 +131,17 @@ def test_split_holds_out_whole_packages_else_recordings():
     assert [split[f"a{i}"] for i in range(12)] == ["train"] * 9 + ["eval"] * 3
     level, count = held_out[SIREN][0], sum(split[f"b{i}"] == "eval" for i in range(5))
     assert level == "recording" and 1 <= count <= 5 - realsound.MIN_TRAIN_RECORDINGS
+
+
+def test_valid_clips_mix_only_held_out_recordings_and_leave_the_other_splits_unchanged(corpus, tmp_path, ontology_file):
+    out, _ = corpus
+    with_valid = tmp_path / "valid"
+    realsound.write_corpus(with_valid, TRAIN, HELD_OUT, ontology_file, clips=CLIPS, eval_clips=EVAL_CLIPS,
+                           valid_clips=4, single_event_fraction=0.25, seed=SEED)
+    for name in ("balanced_train_segments.csv", "eval_segments.csv"):
+        assert (with_valid / name).read_bytes() == (out / name).read_bytes()
+    valid = Benchmark.open(with_valid, "valid")
+    clips = list(valid.corpus)
+    assert len(clips) == 4 and not {clip.clip_id for clip in clips} & {clip.clip_id for clip in Benchmark.open(out, "eval").corpus}
+    for clip in clips:
+        assert all(dominant_frequency(reference.path) > 3000 for reference in valid.references[clip.clip_id])
