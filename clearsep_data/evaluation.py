@@ -44,7 +44,7 @@ from clearsep_data.audio import AudioError, fit_length, load_audio
 from clearsep_data.corpus import AudioSetFolder, Clip, Corpus, Skip
 from clearsep_data.label_space import CSV_ENCODING
 from clearsep_data.errors import ClearSepError
-from clearsep_data.metrics import sdr, si_sdr
+from clearsep_data.metrics import sdr, separation_scores, si_sdr
 from clearsep_data.modeling.separation_output import level_db
 from clearsep_data.query_kinds import LABEL, PARENT, AbsentScore, absent_queries, absent_summary, parent_queries, parent_summary
 
@@ -375,14 +375,8 @@ def _score(
 ) -> list[ItemScore]:
     """One :class:`ItemScore` per query of a separated clip (metrics in float64)."""
     targets = torch.from_numpy(prepared.targets).double()
-    mixture = torch.from_numpy(prepared.mixture).double().expand_as(targets)
     estimates = torch.from_numpy(np.asarray(estimates)).double()
-    columns = {
-        "sdr": sdr(targets, estimates),
-        "si_sdr": si_sdr(targets, estimates),
-        "mixture_sdr": sdr(targets, mixture),
-        "mixture_si_sdr": si_sdr(targets, mixture),
-    }
+    columns = separation_scores(targets, estimates, torch.from_numpy(prepared.mixture).double())
     if oracle:
         masked = torch.from_numpy(_ideal_ratio_mask(model, prepared.mixture, prepared.targets)).double()
         columns["oracle_sdr"] = sdr(targets, masked)

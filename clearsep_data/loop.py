@@ -28,6 +28,9 @@ DEFAULT_TRAINING = {"segment_seconds": 2.0, "lr": 3e-3}
 """Where every round's training differs from ``train``'s defaults (4 s, 1e-3): the loop's rounds are short and on the
 small preset, for which 2 s crops beat 4 s at equal compute on the demo corpus and a higher peak rate helps."""
 PLOT_FILE = "rounds.png"
+VALID_SPLIT = "valid"
+"""A corpus split with references that rounds score their training on, when the corpus has one (``benchmarks/realsound.py
+--valid-clips``); else each round scores mixtures of its held-out tracks."""
 
 
 ROUND_DATASETS = ["<the round's tracks>"]
@@ -163,6 +166,8 @@ def round_arguments(config: LoopConfig, round_index: int, tracks: Path, model_di
         options["ontology"] = str(corpus / "ontology.json")
     elif corpus.is_dir() and any(corpus.glob("*segments*.csv")):  # an AudioSet folder falls back to the shipped ontology
         options["ontology"] = "audioset"
+    if (corpus / f"{VALID_SPLIT}_segments.csv").exists():  # score training on real mixtures of held-out recordings
+        options.update(eval_benchmark=config.corpus, eval_split=VALID_SPLIT)
     if round_index > 0 and config.natural_rate > 0:
         options.update(natural_corpus=config.corpus, natural_rate=config.natural_rate)
     if init is not None:  # the architecture comes from the previous round's model

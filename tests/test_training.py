@@ -344,6 +344,63 @@ def test_resume_from_checkpoint_continues_identically(data, tmp_path):
         train(arguments(data, tmp_path / "run", steps=4, grad_accum=2, save_every=2, eval_every=2, eval_mixtures=2, lr=1e-2))
 
 
+def write_benchmark(root: Path, split: str, clips: dict[str, list[str]], data_corpus: str) -> Path:
+    """A benchmark folder: ``{split}_segments.csv`` of ``clips`` (id -> labels), their tone mixtures and references."""
+    from clearsep_data.corpus_writer import write_clip, write_csv, write_segments
+
+    rows, manifest = [], []
+    for number, (clip_id, labels) in enumerate(clips.items()):
+        tracks = np.stack([np.round(tone(label, 500 + 10 * number + i) * 16000) for i, label in enumerate(labels)])
+        manifest += write_clip(root, clip_id, tracks.astype(np.int16), labels, RATE)
+        rows.append((clip_id, 30.0, 30.0 + CLIP_SECONDS, labels))
+    write_segments(root / f"{split}_segments.csv", rows, "tests")
+    write_csv(root / "references" / "manifest.csv", ("ytid", "label", "path"), manifest)
+    write_ontology(root / "ontology.json")
+    shutil.copyfile(Path(data_corpus) / "class_labels_indices.csv", root / "class_labels_indices.csv")
+    return root
+
+
+def test_evaluation_on_a_benchmark_split_keeps_the_best_model(data, tmp_path):
+    from clearsep_data.training import TrainingError, train
+
+    benchmark = write_benchmark(tmp_path / "bench", "valid", {"val00000001": [SPEECH, SIREN], "val00000002": [PIANO, BARK]}, data["corpus"])
+    args = arguments(data, tmp_path / "run", steps=6, lr=3e-2, eval_every=2, eval_benchmark=str(benchmark))
+    result = train(args)
+    split = f"benchmark {benchmark} split valid"
+    evaluations = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval_si_sdri" in r]
+    assert [r["step"] for r in evaluations] == [0, 2, 4, 6] and {r["eval_split"] for r in evaluations} == {split}
+    assert all(r["eval_items"] == 4 for r in evaluations)  # 2 clips x 2 queries
+    best = max(evaluations, key=lambda r: r["eval_si_sdri"])
+    assert result.eval == best
+    provenance = json.loads((tmp_path / "run" / "training_args.json").read_text())["provenance"]
+    assert provenance["eval_split"] == split and provenance["eval"] == best and provenance["last_eval"] == evaluations[-1]
+    assert provenance["tracks"]["held_out"] == 0  # the benchmark is the evaluation: every track is trained on
+    saved = weights_of(tmp_path / "run")
+    kept = weights_of(tmp_path / "run" / "best-model")
+    assert all(torch_equal(saved[name], kept[name]) for name in saved)
+
+    with pytest.raises(TrainingError, match="split test"):
+        train(arguments(data, tmp_path / "other", steps=2, eval_every=2, eval_benchmark=str(benchmark), eval_split="test"))
+
+
+def test_best_model_keeps_the_highest_score_and_restores_its_weights(tmp_path):
+    import torch
+    from accelerate import PartialState
+
+    from clearsep_data.training.validation import BestModel
+
+    model, state = torch.nn.Linear(2, 1), PartialState(cpu=True)
+    best = BestModel(tmp_path, resumed=False)
+    for step, score in [(0, -3.0), (2, 5.0), (4, 4.0)]:
+        with torch.no_grad():
+            model.weight.fill_(step)
+        best.offer(step, {"eval_si_sdri": score}, model, state)
+    best.restore(model)
+    assert best.record == {"step": 2, "eval_si_sdri": 5.0} and torch.equal(model.weight, torch.full((1, 2), 2.0))
+    assert BestModel(tmp_path, resumed=True).record == best.record
+    assert BestModel(tmp_path, resumed=False).record is None and not (tmp_path / "best-model").exists()
+
+
 def test_bf16_and_l1_run_after_fp32_runs_in_the_same_process(data, tmp_path):
     from clearsep_data.training import train
 

@@ -80,5 +80,5 @@ def train(
     if result.final_loss is not None:
         summary += f", final loss {result.final_loss:.3f}"
     if result.eval is not None:
-        summary += f", eval SI-SDRi {result.eval['eval_si_sdri']:.2f} dB"
+        summary += f", eval SI-SDRi {result.eval['eval_si_sdri']:.2f} dB at step {result.eval['step']} ({result.eval['eval_split']})"
     console.print(f"{summary}; model saved to {result.output_dir}")

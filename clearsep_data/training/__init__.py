@@ -8,7 +8,8 @@
 * :mod:`~clearsep_data.training.mixing`: the mixtures drawn on the fly from them;
 * :mod:`~clearsep_data.training.model_setup`: the model a run starts from;
 * :mod:`~clearsep_data.training.checkpoints`: checkpoints without pickle;
-* :mod:`~clearsep_data.training.trainer`: the loop (:func:`train`) and its periodic evaluation.
+* :mod:`~clearsep_data.training.validation`: what a run scores itself on, and the best model it keeps;
+* :mod:`~clearsep_data.training.trainer`: the loop (:func:`train`).
 """
 
 import importlib
@@ -21,7 +22,8 @@ _LAZY = {
     "build_model": "model_setup",
     "extend_vocabulary": "model_setup",
     "TrainResult": "trainer",
-    "evaluate_on_mixtures": "trainer",
+    "BenchmarkValidation": "validation",
+    "TrackValidation": "validation",
     "train": "trainer",
 }
 
@@ -35,8 +37,9 @@ __all__ = [
     "TrainResult",
     "TrainingArguments",
     "TrainingError",
+    "BenchmarkValidation",
+    "TrackValidation",
     "build_model",
-    "evaluate_on_mixtures",
     "extend_vocabulary",
     "latest_checkpoint",
     "train",

@@ -98,8 +98,18 @@ class TrainingArguments:
     natural_rate: float | None = field(default=None, metadata={
         "help": "Share of natural-mixture examples (default 0.25 with --natural-corpus).", "panel": STRATEGIES})
     eval_every: int = field(default=500, metadata={"help": "Steps between evaluations (0: never).", "panel": RUN})
-    eval_mixtures: int = field(default=64, metadata={"help": "Fixed held-out mixtures per evaluation.", "panel": RUN})
-    eval_holdout: float = field(default=0.05, metadata={"help": "Share of clips held out for evaluation.", "panel": RUN})
+    eval_mixtures: int = field(default=64, metadata={
+        "help": "Fixed held-out mixtures (or --eval-benchmark clips, the first ones) per evaluation.", "panel": RUN})
+    eval_benchmark: str | None = field(default=None, metadata={
+        "help": "Benchmark folder with references (as for `evaluate`) whose --eval-split is scored during training "
+        "(default: mixtures of held-out training tracks, which flatter the model).", "panel": RUN})
+    eval_split: str = field(default="valid", metadata={
+        "help": "Split of --eval-benchmark scored during training (not the split you report).", "panel": RUN})
+    eval_holdout: float = field(default=0.05, metadata={
+        "help": "Share of clips held out for evaluation without --eval-benchmark.", "panel": RUN})
+    load_best_model_at_end: bool = field(default=True, metadata={
+        "help": "Save the evaluated step with the best SI-SDRi as the model (--keep-last: the last step).",
+        "flags": ("--keep-best/--keep-last",), "panel": RUN})
     save_every: int = field(default=1000, metadata={"help": "Steps between checkpoints (0: never).", "panel": RUN})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept.", "panel": RUN})
     log_every: int = field(default=10, metadata={"help": "Steps between metrics.jsonl lines.", "panel": RUN})

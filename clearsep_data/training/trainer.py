@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from clearsep_data.training.checkpoints import (
 )
 from clearsep_data.training.mixing import MixingConfig, MixtureSampler, MixtureStream
 from clearsep_data.training.model_setup import build_model
+from clearsep_data.training.validation import BenchmarkValidation, BestModel, TrackValidation, Validation
 
 MODEL_INPUTS = ("input_values", "query_ids", "target_values", "target_weights")
 
@@ -69,7 +69,8 @@ class TrainResult:
     final_loss: float | None
     """Mean training loss over the last logging window."""
     eval: dict | None
-    """Metrics of the last evaluation (``eval_si_sdri`` in dB, ...)."""
+    """Metrics of the saved model's evaluation: the best step's (``load_best_model_at_end``) or the last
+    (``step``, ``eval_split``, ``eval_si_sdri`` in dB, ...)."""
     samples_per_second: float
     """Training mixtures per second, all processes together, in this session."""
     metrics_path: str
@@ -104,41 +105,6 @@ def _load_ontology(args: TrainingArguments, corpus):
 def _warmup_steps(args: TrainingArguments) -> int:
     return args.warmup_steps if args.warmup_steps is not None else min(1000, args.steps // 20)
 
-
-
-# --------------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate_on_mixtures(model, sampler: MixtureSampler, num_mixtures: int, accelerator) -> dict:
-    """SI-SDR and SDR improvements (dB) of ``model`` on the sampler's first ``num_mixtures`` mixtures.
-
-    The fixed batches are spread over the processes and the sums reduced, so every process gets
-    the same numbers.
-    """
-    from clearsep_data.metrics import sdr, si_sdr
-
-    num_batches = math.ceil(num_mixtures / sampler.config.batch_size)
-    totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
-    was_training = model.training
-    model.eval()
-    for index in range(accelerator.process_index, num_batches, accelerator.num_processes):
-        batch = sampler.batch(index)
-        mixture = torch.from_numpy(batch["input_values"]).to(accelerator.device)
-        target = torch.from_numpy(batch["target_values"]).to(accelerator.device)
-        with accelerator.autocast():
-            output = model(input_values=mixture, query_ids=torch.from_numpy(batch["query_ids"]).to(accelerator.device))
-        estimate = output.separated_values.float()
-        reference = mixture[:, None, :].expand_as(target)
-        totals[0] += (si_sdr(target, estimate) - si_sdr(target, reference)).sum().double()
-        totals[1] += (sdr(target, estimate) - sdr(target, reference)).sum().double()
-        totals[2] += target.shape[0] * target.shape[1]
-    model.train(was_training)
-    totals = accelerator.reduce(totals, reduction="sum")
-    count = max(float(totals[2]), 1.0)
-    return {"eval_si_sdri": float(totals[0]) / count, "eval_sdri": float(totals[1]) / count, "eval_queries": int(totals[2])}
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +181,7 @@ class _Data:
     """The mixtures of a run: training stream, fixed evaluation set, and what went into them."""
 
     sampler: MixtureSampler
-    eval_sampler: MixtureSampler | None
+    validation: Validation | None
     provenance: dict
 
 
@@ -225,7 +191,8 @@ def _prepare_data(args: TrainingArguments, accelerator, model, sources, corpus, 
             sources, model.config.label_mids, model.config.sampling_rate, args.cache_gb * 2**30
         )
         relations = LabelRelations(catalog.vocabulary, ontology)
-        held_out = catalog.holdout_mask(args.eval_holdout) if args.eval_every else np.zeros(len(catalog), bool)
+        hold_out = args.eval_every and not args.eval_benchmark
+        held_out = catalog.holdout_mask(args.eval_holdout) if hold_out else np.zeros(len(catalog), bool)
         if held_out.all():
             held_out[:] = False
         natural = None
@@ -236,10 +203,11 @@ def _prepare_data(args: TrainingArguments, accelerator, model, sources, corpus, 
             catalog, relations, mixing, seed=args.seed, process_index=accelerator.process_index,
             pool=~held_out, natural=natural,
         )
-        eval_sampler = _eval_sampler(args, catalog, relations, mixing, held_out, accelerator) if args.eval_every else None
+        validation = _validation(args, catalog, relations, mixing, held_out, accelerator) if args.eval_every else None
     except TrackDataError as error:
         raise TrainingError(str(error)) from None
-    return _Data(sampler, eval_sampler, _provenance(args, sources, catalog, held_out, natural, accelerator))
+    provenance = _provenance(args, sources, catalog, held_out, natural, accelerator)
+    return _Data(sampler, validation, {**provenance, "eval_split": validation.split if validation else None})
 
 
 def _restore(args: TrainingArguments, accelerator, provenance: dict, checkpointed: Checkpointed) -> int:
@@ -291,6 +259,7 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
     model, optimizer = accelerator.prepare(model, optimizer)
     checkpointed = Checkpointed(model, optimizer, scheduler)
     start_step = _restore(args, accelerator, data.provenance, checkpointed)
+    best_model = BestModel(Path(args.output_dir), resumed=start_step > 0)
 
     output_dir = Path(args.output_dir)
     metrics_path = output_dir / "metrics.jsonl"
@@ -305,15 +274,15 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
         task = progress.add_task("train", total=args.steps, completed=start_step, loss="-", rate="-")
 
         def run_evaluation(step: int) -> dict:
-            metrics = evaluate_on_mixtures(
-                accelerator.unwrap_model(model), data.eval_sampler, args.eval_mixtures, accelerator
-            )
-            _log_metrics(accelerator, metrics_path, {"step": step, **metrics})
+            metrics = {"step": step, **data.validation.evaluate(accelerator.unwrap_model(model), accelerator)}
+            best = best_model.offer(step, metrics, accelerator.unwrap_model(model), accelerator)
+            _log_metrics(accelerator, metrics_path, metrics)
             if accelerator.is_main_process and args.progress:
-                progress.console.print(f"step {step}: eval SI-SDRi {metrics['eval_si_sdri']:.2f} dB")
+                mark = " (best so far)" if best else ""
+                progress.console.print(f"step {step}: eval SI-SDRi {metrics['eval_si_sdri']:.2f} dB on {metrics['eval_split']}{mark}")
             return metrics
 
-        if data.eval_sampler is not None and start_step == 0:
+        if data.validation is not None and start_step == 0:
             last_eval = run_evaluation(0)  # the starting point: a new model, or the --init model
         started = time.perf_counter()
         for step in range(start_step + 1, args.steps + 1):
@@ -344,7 +313,7 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
                     "samples": step * samples_per_step,
                 })
                 progress.update(task, loss=f"{last_loss:.3f}", rate=f"{rate:.2f}")
-            if data.eval_sampler is not None and (step % args.eval_every == 0 or step == args.steps):
+            if data.validation is not None and (step % args.eval_every == 0 or step == args.steps):
                 last_eval = run_evaluation(step)
             if args.save_every and step % args.save_every == 0:
                 state = {"step": step, "num_processes": accelerator.num_processes, "seed": args.seed}
@@ -353,16 +322,22 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
         elapsed = time.perf_counter() - started
 
     accelerator.wait_for_everyone()
+    saved_eval = last_eval
+    if args.load_best_model_at_end and best_model.record is not None:
+        saved_eval = best_model.record
+        if accelerator.is_main_process:
+            best_model.restore(accelerator.unwrap_model(model))
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(output_dir)
-        write_json(output_dir / ARGS_FILE, {**args.to_dict(), "provenance": {**data.provenance, "eval": last_eval}})
+        evaluations = {"eval": saved_eval, "last_eval": last_eval, "best_eval": best_model.record}
+        write_json(output_dir / ARGS_FILE, {**args.to_dict(), "provenance": {**data.provenance, **evaluations}})
     accelerator.wait_for_everyone()
     return TrainResult(
         output_dir=str(output_dir),
         steps=args.steps,
         resumed_from=start_step,
         final_loss=last_loss,
-        eval=last_eval,
+        eval=saved_eval,
         samples_per_second=(args.steps - start_step) * samples_per_step / elapsed if elapsed > 0 else 0.0,
         metrics_path=str(metrics_path),
     )
@@ -372,21 +347,29 @@ def _samples_path(args: TrainingArguments, accelerator) -> Path:
     return Path(args.output_dir) / "samples" / f"process-{accelerator.process_index}.jsonl"
 
 
-def _eval_sampler(args, catalog, relations, mixing: MixingConfig, held_out: np.ndarray, accelerator) -> MixtureSampler:
-    """Fixed evaluation mixtures: one query per mixture, no silence, no natural clips, uniform draws.
+def _validation(args, catalog, relations, mixing: MixingConfig, held_out: np.ndarray, accelerator) -> Validation:
+    """The clips of ``--eval-benchmark``'s ``--eval-split``; else fixed mixtures of held-out tracks: one query per
+    mixture, no silence, no natural clips, uniform draws (from the training tracks, with a warning, when the
+    held-out clips cannot form a mixture)."""
+    if args.eval_benchmark:
+        from clearsep_data.corpus import CorpusError
+        from clearsep_data.evaluation import Benchmark, BenchmarkError
 
-    They come from the held-out clips; when those cannot form a mixture (a small dataset), from the
-    training tracks, with a warning.
-    """
+        try:
+            benchmark = Benchmark.open(args.eval_benchmark, args.eval_split)
+        except (BenchmarkError, CorpusError, OSError) as error:
+            raise TrainingError(f"--eval-benchmark {args.eval_benchmark} (split {args.eval_split}): {error}") from None
+        return BenchmarkValidation(benchmark, args.eval_mixtures, f"benchmark {args.eval_benchmark} split {args.eval_split}")
     config = dataclasses.replace(mixing, queries_per_mixture=1, min_interferers=1, silence_rate=0.0, natural_rate=0.0, quality="off")
     common = dict(seed=args.seed, process_index=0, stream=1)
     if held_out.any():
         try:
-            return MixtureSampler(catalog, relations, config, pool=held_out, **common)
+            sampler = MixtureSampler(catalog, relations, config, pool=held_out, **common)
+            return TrackValidation(sampler, args.eval_mixtures, f"mixtures of {int(held_out.sum())} held-out tracks")
         except TrackDataError:
             pass
     accelerator.print("warning: the held-out clips cannot form evaluation mixtures; evaluating on training tracks")
-    return MixtureSampler(catalog, relations, config, **common)
+    return TrackValidation(MixtureSampler(catalog, relations, config, **common), args.eval_mixtures, "mixtures of training tracks")
 
 
 def _provenance(args, sources, catalog: TrackCatalog, held_out: np.ndarray, natural, accelerator) -> dict:
@@ -457,4 +440,4 @@ def _progress(enabled: bool):
     )
 
 
-__all__ = ["TrainResult", "evaluate_on_mixtures", "train"]
+__all__ = ["TrainResult", "train"]
