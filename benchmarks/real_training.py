@@ -29,8 +29,8 @@ from _common import finish, machine, phase, stdout_to_stderr
 ARMS: dict[str, dict] = {
     "baseline": {},
     "augment": {"augment": True},
-    "wide": {"preset": "wide"},
-    "constant_lr": {"lr_scheduler": "constant"},
+    "medium": {"preset": "medium"},
+    "constant_lr": {"lr_scheduler_type": "constant_with_warmup"},
     "segment4s": {"segment_seconds": 4.0},
 }
 """Each arm's settings over the loop's round settings (``TrainingArguments`` fields)."""

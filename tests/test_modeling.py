@@ -86,6 +86,8 @@ def test_config_vocabulary_presets_and_errors():
     big = ClearSepConfig.from_preset("audiosep", query_dim=256)
     assert (big.sampling_rate, big.n_fft, big.hop_length, big.query_dim) == (32000, 1024, 320, 256)
     assert (big.frequency_patch, big.encoder_blocks, big.skip_kernel_size) == (1, [2] * 6, 3)
+    medium = ClearSepConfig.from_preset("medium", label_mids=["/m/a"])  # small's front end, two levels deeper
+    assert (medium.sampling_rate, medium.hop_length, medium.frame_quantum) == (16000, 320, 64) and len(medium.channels) == 6
     with pytest.raises(ValueError, match="unknown preset"):
         ClearSepConfig.from_preset("huge")
     with pytest.raises(StrictDataclassClassValidationError, match="label_mids has 1 entries"):

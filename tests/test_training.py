@@ -257,6 +257,19 @@ def test_natural_strategy_uses_complete_accepted_clips(catalog, data):
     assert 0.4 < np.mean([example.natural for example in mixed]) < 0.6
 
 
+def test_augmented_mixtures_are_seeded_and_sum_to_their_targets(catalog):
+    from clearsep_data.training.augment import AugmentConfig
+
+    augment = AugmentConfig(RATE, reverb_rate=1.0)
+    sampler = make_sampler(catalog, max_interferers=1, augment=augment)  # two sources, both queried
+    batch = sampler.batch(3)
+    np.testing.assert_array_equal(batch["input_values"], make_sampler(catalog, max_interferers=1, augment=augment).batch(3)["input_values"])
+    np.testing.assert_allclose(batch["target_values"].sum(1), batch["input_values"], atol=1e-5)
+    plain = make_sampler(catalog, max_interferers=1).batch(3)
+    assert batch["query_tracks"][0] == plain["query_tracks"][0]  # the first example's sources, augmented
+    assert not np.allclose(batch["input_values"], plain["input_values"], atol=1e-3)
+
+
 # --------------------------------------------------------------------------------------------
 # The training loop
 # --------------------------------------------------------------------------------------------
@@ -383,6 +396,14 @@ def test_evaluation_on_a_benchmark_split_keeps_the_best_model(data, tmp_path):
         train(arguments(data, tmp_path / "other", steps=2, eval_every=2, eval_benchmark=str(benchmark), eval_split="test"))
 
 
+def test_lr_schedule_is_chosen_by_name(data, tmp_path):
+    from clearsep_data.training import train
+
+    train(arguments(data, tmp_path / "run", steps=3, warmup_steps=1, lr_scheduler_type="constant_with_warmup"))
+    rates = [r["lr"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
+    assert rates == [3e-3] * 3  # a cosine schedule would have decayed to 0 by step 3
+
+
 def test_best_model_keeps_the_highest_score_and_restores_its_weights(tmp_path):
     import torch
     from accelerate import PartialState
@@ -496,6 +517,9 @@ def test_two_cpu_processes_draw_different_mixtures(data, tmp_path):
         (dict(queries_per_mixture=5, max_interferers=3), "queries_per_mixture must be between 1 and 1 \\+ max_interferers \\(4\\)"),
         (dict(silence_rate=1.5), "silence_rate must lie in \\[0, 1\\]"),
         (dict(natural_rate=-0.1, natural_corpus="corpus"), "natural_rate must lie in \\[0, 1\\]"),
+        (dict(augment_speed=1.0), "augment_speed must lie in \\[0, 1\\)"),
+        (dict(augment_reverb=2.0), "augment_reverb must lie in \\[0, 1\\]"),
+        (dict(lr_scheduler_type="step"), "lr_scheduler_type must be one of cosine, linear, constant_with_warmup"),
     ],
 )
 def test_training_arguments_validate_the_mixing_settings(tmp_path, settings, message):

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 DEFAULT_LOSS = "snr_sisnr"
 """The objective of a new run: ``clearsep_data.modeling.losses.DEFAULT_LOSS`` (a test checks they agree)."""
 QUALITY_MODES = ("off", "sample", "weight")
+SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
 STRATEGIES = "Strategies"
 MIXING = "Mixing"
+AUGMENTATION = "Augmentation"
 RUN = "Run"
 
 #: Fields that do not change the training trajectory: they may differ when a run is resumed.
@@ -49,7 +51,8 @@ class TrainingArguments:
         "help": "Track datasets (folders or Hub ids) whose `train` split is trained on.", "cli": ("datasets",)})
     output_dir: str = field(metadata={"help": "Folder of the model, checkpoints and logs.", "cli": ("output",)})
     init: str | None = field(default=None, metadata={"help": "Continue from this ClearSepModel (folder or Hub id)."})
-    preset: str = field(default="small", metadata={"help": "Architecture of a new model: small | audiosep."})
+    preset: str = field(default="small", metadata={
+        "help": "Architecture of a new model: small | medium (two levels deeper: 4 s of context) | audiosep."})
     clap_model: str | None = field(default=None, metadata={
         "help": "Pretrained CLAP (Hub id such as laion/clap-htsat-unfused, or folder) as a new model's query encoder: "
         "free-text and audio-example queries; trained with the label names and caption templates."})
@@ -69,6 +72,8 @@ class TrainingArguments:
         "help": "Peak learning rate (AdamW, warm-up then cosine decay; `iterate` uses 3e-3: short rounds of the small preset)."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay.", "cli": False})
     warmup_steps: int | None = field(default=None, metadata={"help": "Warm-up steps (default 5% of --steps, at most 1000)."})
+    lr_scheduler_type: str = field(default="cosine", metadata={
+        "help": f"Learning-rate schedule after the linear warm-up (transformers' names): {' | '.join(SCHEDULERS)}."})
     grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimisation step."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
     bf16: bool = field(default=False, metadata={
@@ -92,6 +97,18 @@ class TrainingArguments:
     parent_rate: float = field(default=0.25, metadata={
         "help": "Share of queries asking for a parent class of their track's label (Dog for Bark; target: every "
         "source below it).", "panel": STRATEGIES})
+    augment: bool = field(default=False, metadata={
+        "help": "Augment each source of artificial mixtures (speed, EQ, reverb, gain ramp; see --augment-*).",
+        "panel": AUGMENTATION})
+    augment_speed: float = field(default=0.1, metadata={
+        "help": "Largest relative speed change (pitch and tempo together, by resampling).", "panel": AUGMENTATION})
+    augment_eq_db: float = field(default=6.0, metadata={
+        "help": "Largest gain (dB) of the random smooth EQ at each of its 8 log-spaced bands.", "panel": AUGMENTATION})
+    augment_reverb: float = field(default=0.5, metadata={
+        "help": "Share of sources convolved with a synthetic room impulse response (RT60 0.1-0.8 s).",
+        "panel": AUGMENTATION})
+    augment_gain_db: float = field(default=6.0, metadata={
+        "help": "Largest start and end gain (dB) of the gain ramp across a source's crop.", "panel": AUGMENTATION})
     natural_corpus: str | None = field(default=None, metadata={
         "help": "AudioSet-style folder with the original clips: enables natural mixtures.", "panel": STRATEGIES})
     natural_segments: str | None = field(default=None, metadata={"help": "Segments CSV of --natural-corpus.", "panel": STRATEGIES})
@@ -144,6 +161,7 @@ class TrainingArguments:
             (self.grad_accum >= 1, "grad_accum must be >= 1"),
             (self.segment_seconds > 0, "segment_seconds must be positive"),
             (self.lr > 0, "lr must be positive"),
+            (self.lr_scheduler_type in SCHEDULERS, f"lr_scheduler_type must be one of {', '.join(SCHEDULERS)}"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
             (self.model_config.get("loss", self.loss) == self.loss, "model_config: set the objective with loss (--loss)"),
             (self.quality in QUALITY_MODES, f"quality must be one of {', '.join(QUALITY_MODES)}, not {self.quality!r}"),
@@ -156,6 +174,9 @@ class TrainingArguments:
             (0 <= self.silence_rate <= 1, "silence_rate must lie in [0, 1]"),
             (0 <= self.parent_rate <= 1, "parent_rate must lie in [0, 1]"),
             (0 <= self.natural_rate <= 1, "natural_rate must lie in [0, 1]"),
+            (0 <= self.augment_speed < 1, "augment_speed must lie in [0, 1)"),
+            (self.augment_eq_db >= 0 and self.augment_gain_db >= 0, "augment_eq_db and augment_gain_db must be >= 0"),
+            (0 <= self.augment_reverb <= 1, "augment_reverb must lie in [0, 1]"),
             (self.natural_rate == 0 or self.natural_corpus, "natural_rate > 0 needs a natural_corpus"),
             (0 <= self.eval_holdout < 1, "eval_holdout must lie in [0, 1)"),
             (self.eval_every >= 0 and self.save_every >= 0, "eval_every and save_every must be >= 0 (0: never)"),
@@ -184,6 +205,7 @@ class TrainingArguments:
         return cls(**{key: value for key, value in data.items() if key in names})
 
     def mixing_config(self, sampling_rate: int) -> MixingConfig:
+        from clearsep_data.training.augment import AugmentConfig
         from clearsep_data.training.mixing import MixingConfig, seconds_to_samples
 
         return MixingConfig(
@@ -199,6 +221,10 @@ class TrainingArguments:
             quality=self.quality,
             quality_centre=self.quality_centre,
             quality_width=self.quality_width,
+            augment=AugmentConfig(
+                sampling_rate, speed=self.augment_speed, eq_db=self.augment_eq_db, reverb_rate=self.augment_reverb,
+                gain_db=self.augment_gain_db,
+            ) if self.augment else None,
         )
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from clearsep_data.audio import fit_length
+from clearsep_data.training.augment import AugmentConfig, Augmenter
 from clearsep_data.training.catalog import LabelRelations, NaturalClips, TrackCatalog, TrackDataError
 
 def quality_weight(re_sisdr: np.ndarray, centre: float, width: float) -> np.ndarray:
@@ -64,6 +65,8 @@ class MixingConfig:
     quality: str = "weight"
     quality_centre: float = 5.0
     quality_width: float = 2.0
+    augment: AugmentConfig | None = None
+    """Augmentation of each source of a synthetic mixture (:mod:`~clearsep_data.training.augment`); ``None``: off."""
 
 
 @dataclass
@@ -111,6 +114,7 @@ class MixtureSampler:
         self.stream = stream
         self.pool = np.ones(len(catalog), dtype=bool) if pool is None else np.asarray(pool, dtype=bool)
         self.natural = natural if natural is not None and natural.clips else None
+        self.augmenter = Augmenter(config.augment) if config.augment is not None else None
         if config.natural_rate > 0 and self.natural is None:
             raise TrackDataError(
                 "natural mixtures were requested but no clip of the natural corpus has accepted separated "
@@ -179,7 +183,7 @@ class MixtureSampler:
         chosen = self._choose_sources(rng)
         level = rng.uniform(*config.level_db)
         waveforms = [catalog.waveform(track) for track in chosen]
-        sources = np.stack([self._crop(waveform, rng) for waveform in waveforms])
+        sources = np.stack([self._source(waveform, rng) for waveform in waveforms])
         gains_db = np.concatenate([[level], level - rng.uniform(*config.snr_db, size=len(chosen) - 1)])
         # Levels and SNRs refer to whole tracks, so a quiet stretch of a track stays quiet in its crop.
         sources = sources * (10 ** (gains_db / 20) / np.asarray([_rms(w) for w in waveforms]))[:, None]
@@ -218,12 +222,20 @@ class MixtureSampler:
             ],
         }
 
-    def _crop(self, waveform: np.ndarray, rng: np.random.Generator, attempts: int = 4) -> np.ndarray:
-        """A random ``segment_samples`` crop, preferring one that is not near-silent.
+    def _source(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A ``segment_samples`` crop of ``waveform``, augmented when the config says so."""
+        length = self.config.segment_samples
+        if self.augmenter is None:
+            return self._crop(waveform, rng, length)
+        speed = self.augmenter.speed(rng)
+        return self.augmenter(self._crop(waveform, rng, Augmenter.crop_length(length, speed)), length, speed, rng)
+
+    @staticmethod
+    def _crop(waveform: np.ndarray, rng: np.random.Generator, length: int, attempts: int = 4) -> np.ndarray:
+        """A random ``length`` crop, preferring one that is not near-silent.
 
         Shorter waveforms are placed at a random offset in silence.
         """
-        length = self.config.segment_samples
         if waveform.shape[-1] <= length:
             offset = int(rng.integers(0, length - waveform.shape[-1] + 1))
             return np.pad(waveform, (offset, length - waveform.shape[-1] - offset))

@@ -238,7 +238,7 @@ def _restore(args: TrainingArguments, accelerator, provenance: dict, checkpointe
 
 def _run(args: TrainingArguments, accelerator) -> TrainResult:
     from accelerate.utils import set_seed
-    from transformers import get_cosine_schedule_with_warmup
+    from transformers import get_scheduler
 
     set_seed(args.seed, deterministic=args.deterministic)
     try:
@@ -253,7 +253,7 @@ def _run(args: TrainingArguments, accelerator) -> TrainResult:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     # Not prepared: an accelerate-prepared scheduler steps once per process per step, for a sharded
     # data loader; here every process draws a full batch, so one step is one scheduler step.
-    scheduler = get_cosine_schedule_with_warmup(optimizer, _warmup_steps(args), args.steps)
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=_warmup_steps(args), num_training_steps=args.steps)
     if accelerator.num_processes > 1:
         match_gradient_layout(model)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -360,7 +360,9 @@ def _validation(args, catalog, relations, mixing: MixingConfig, held_out: np.nda
         except (BenchmarkError, CorpusError, OSError) as error:
             raise TrainingError(f"--eval-benchmark {args.eval_benchmark} (split {args.eval_split}): {error}") from None
         return BenchmarkValidation(benchmark, args.eval_mixtures, f"benchmark {args.eval_benchmark} split {args.eval_split}")
-    config = dataclasses.replace(mixing, queries_per_mixture=1, min_interferers=1, silence_rate=0.0, natural_rate=0.0, quality="off")
+    config = dataclasses.replace(
+        mixing, queries_per_mixture=1, min_interferers=1, silence_rate=0.0, natural_rate=0.0, quality="off", augment=None
+    )
     common = dict(seed=args.seed, process_index=0, stream=1)
     if held_out.any():
         try:
