@@ -32,6 +32,7 @@ ARMS: dict[str, dict] = {
     "medium": {"preset": "medium"},
     "constant_lr": {"lr_scheduler_type": "constant_with_warmup"},
     "segment4s": {"segment_seconds": 4.0},
+    "augment_medium": {"augment": True, "preset": "medium"},
 }
 """Each arm's settings over the loop's round settings (``TrainingArguments`` fields)."""
 

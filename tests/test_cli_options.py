@@ -146,6 +146,10 @@ def test_iterate_trains_with_a_typed_template_checked_before_round_0(tmp_path):
     round1 = round_arguments(config, 1, tmp_path / "tracks", tmp_path / "model", init="previous")
     assert (round1.batch_size, round1.segment_seconds, round1.lr, round1.model_config) == (2, 2.0, 3e-3, {})
     assert config.training.datasets != round1.datasets  # the template is copied, not changed
+    assert round1.eval_benchmark is None  # no valid split: the round scores mixtures of its held-out tracks
+    (tmp_path / "valid_segments.csv").write_text("# a corpus with a validation split\n")
+    scored = round_arguments(config, 0, tmp_path / "tracks", tmp_path / "model", init=None)
+    assert (scored.eval_benchmark, scored.eval_split) == (str(tmp_path), "valid")
     with pytest.raises(TypeError, match="TrainingArguments template"):
         LoopConfig(corpus=str(tmp_path), output_dir=tmp_path, training={"lr": 1e-3})
 
