@@ -36,9 +36,10 @@ PROVENANCE_FILES = ("eval.json", "training_args.json")
 METRIC_NAMES = {"sdr": "SDR (dB)", "si_sdr": "SI-SDR (dB)", "sdri": "SDRi (dB)", "si_sdri": "SI-SDRi (dB)"}
 TRAINING_SUMMARY_KEYS = ("datasets", "init", "preset", "steps", "batch_size", "segment_seconds", "lr", "loss",
                          "queries_per_mixture", "quality", "natural_rate", "seed")  # fmt: skip
-TRAINING_CARD_OMITTED = ("eval",)
-"""Entries of ``training_args.json`` the card leaves out: ``provenance.eval`` is the trainer's proxy on artificial
-mixtures of the training tracks, not an evaluation; the card reports only ``eval.json``."""
+TRAINING_CARD_OMITTED = ("eval", "best_eval", "last_eval")
+"""Entries of ``training_args.json`` the card leaves out: ``provenance.eval`` (and ``best_eval``, ``last_eval``) are the
+trainer's own scores, on mixtures of held-out training tracks or on the validation split it chose its checkpoint by,
+not an evaluation; the card reports only ``eval.json``."""
 
 
 def stage_model(

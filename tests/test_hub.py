@@ -270,7 +270,8 @@ def test_model_card_reports_the_real_evaluation_on_the_dataset_id_given(model_di
     shutil.copytree(model_dir, folder)
     (folder / "eval.json").write_text(json.dumps({**EVAL, "dataset": "corpus"}))
     training = json.loads((model_dir / "training_args.json").read_text())
-    training["provenance"]["eval"] = {"eval_si_sdri": 16.8, "eval_sdri": 15.9, "eval_queries": 64}
+    training["provenance"]["eval"] = {"eval_si_sdri": 16.8, "eval_sdri": 15.9, "eval_items": 64}
+    training["provenance"]["best_eval"] = training["provenance"]["last_eval"] = {"eval_si_sdri": 16.8}
     (folder / "training_args.json").write_text(json.dumps(training))
 
     local = ModelCard.load(stage_model(folder, tmp_path / "a", repo_id="me/m").path / "README.md")
