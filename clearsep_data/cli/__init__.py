@@ -60,6 +60,12 @@ app.add_typer(push.app, name="push")
 RESUMABLE_COMMANDS = ("build", "train", "iterate")
 """Commands that continue where they stopped when rerun with the same arguments."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REDELIVER_SIGNAL = signal.SIGUSR1
+"""Raises a stop again when Python swallowed it inside a finaliser."""
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def main(args: list[str] | None = None) -> None:
@@ -78,8 +84,18 @@ def main(args: list[str] | None = None) -> None:
             signal.signal(each, signal.SIG_DFL)
         raise KeyboardInterrupt
 
+    def redeliver(unraisable) -> None:
+        # A stop raised while a finaliser (``__del__``) runs is swallowed by Python ("Exception ignored in"):
+        # raise it again from a signal handler, which runs at the next instruction outside the finaliser.
+        if received and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            os.kill(os.getpid(), REDELIVER_SIGNAL)
+        else:
+            default_unraisable_hook(unraisable)
+
     for each in STOP_SIGNALS:
         signal.signal(each, stop)
+    signal.signal(REDELIVER_SIGNAL, _raise_interrupt)
+    default_unraisable_hook, sys.unraisablehook = sys.unraisablehook, redeliver
     stop_with_launcher()
     try:
         app(args=args, prog_name="clearsep-data")
