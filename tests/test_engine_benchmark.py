@@ -4,10 +4,13 @@ build reports clips/s and every stage's milliseconds per clip."""
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from clearsep_data import ClearSepConfig, ClearSepModel
@@ -56,3 +59,28 @@ def test_null_model_build_reports_clips_per_second_and_stage_times(tmp_path):
     assert all(value > 0 for value in report["ms_per_clip"].values())
     origins = [origin for split in ("train", "rejected") for origin in load_tracks(tmp_path / "null-0-0", split)["origin"]]
     assert len(origins) == report["tracks"] and "separated" in origins
+
+
+def run_gpu_check(*options: str) -> subprocess.CompletedProcess:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    return subprocess.run([sys.executable, str(script), *options], capture_output=True, text=True, timeout=300)
+
+
+def test_gpu_check_smoke_run_on_cpu_reports_every_setting_beside_the_ceiling():
+    """The script meant for a lent GPU runs end to end here (``--device cpu --quick``); on a CPU there is no
+    utilisation to sample."""
+    done = run_gpu_check("--device", "cpu", "--quick")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    runs = report["models"]["small"]["clips_per_call"]
+    assert set(runs) == {"1", "2"} and all(run["clips_per_second"] > 0 and run["rounds"] >= 1 for run in runs.values())
+    assert all(run["gpu_utilisation_percent"] is None for run in runs.values())
+    ceiling = report["null_model_cpu_ceiling"]["clips_per_second"]
+    assert ceiling > 0
+    assert report["model_vs_cpu_ceiling"]["small"] == {count: round(run["clips_per_second"] / ceiling, 3) for count, run in runs.items()}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the check would run for real")
+def test_gpu_check_without_a_gpu_says_so_in_one_line():
+    done = run_gpu_check("--quick")
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == ["error: no CUDA device here; pass --device cpu for the smoke check"]
