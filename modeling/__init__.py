@@ -14,9 +14,10 @@ from clearsep_data.modeling.configuration_clearsep import ClearSepConfig
 from clearsep_data.modeling.feature_extraction_clearsep import ClearSepFeatureExtractor
 from clearsep_data.modeling.loading import ClearSepLoadError
 from clearsep_data.modeling.losses import LOSSES, separation_loss
-from clearsep_data.modeling.modeling_clearsep import ClearSepModel, ClearSepOutput, ClearSepPreTrainedModel
+from clearsep_data.modeling.modeling_clearsep import ClearSepModel, ClearSepPreTrainedModel
+from clearsep_data.modeling.outputs_clearsep import ClearSepOutput
 from clearsep_data.modeling.pipeline_clearsep import TASK, AudioSourceSeparationPipeline
-from clearsep_data.modeling.separation_output import ClearSepSeparationOutput
+from clearsep_data.modeling.outputs_clearsep import ClearSepSeparationOutput
 
 AutoConfig.register(ClearSepConfig.model_type, ClearSepConfig, exist_ok=True)
 AutoModel.register(ClearSepConfig, ClearSepModel, exist_ok=True)

@@ -11,6 +11,7 @@ from transformers.configuration_utils import SubConfigSpec
 from .losses import DEFAULT_LOSS, LOSSES
 
 QUERY_ENCODERS = ("embedding", "clap_text", "clap")
+PRESENCE_GATES = ("soft", "hard", "none")
 
 PRESETS: dict[str, dict] = {
     # Trains on two CPU cores in minutes: 16 kHz, 64 ms windows every 20 ms, 8 bins per patch (64 frequency
@@ -109,6 +110,20 @@ class ClearSepConfig(PreTrainedConfig):
         loss (`str`, *optional*, defaults to `"snr_sisnr"`):
             Training objective, the loss `forward` returns with `target_values` (a name of `losses.LOSSES`):
             `"snr_sisnr"` (`-0.9 SNR - 0.1 SI-SNR`, as the paper's released code) or `"l1"` (waveform L1, as AudioSep).
+        presence_head (`bool`, *optional*, defaults to `False`):
+            Add a presence head: the probability that each queried sound is in the mixture, from the encoder's
+            bottleneck and the query (trained with class-balanced BCE on present and absent-class queries; it reads
+            the encoder without sending gradients into it, so it cannot cost separation quality). `clearsep-data
+            train` turns it on for new models; checkpoints saved without it load without it.
+        presence_gate (`str`, *optional*, defaults to `"soft"`):
+            How [`ClearSepModel.separate`] applies the presence probability `p` (with `presence_head`): `"soft"`
+            multiplies each output by `p` (scale-invariant metrics are unchanged), `"hard"` zeroes outputs with
+            `p < 0.5`, `"none"` only reports `p`.
+        ontology (`list[dict]`, *optional*):
+            Ontology entries (`id`, `name`, `child_ids`, as AudioSet's `ontology.json`) of the vocabulary's labels and
+            every class above them. A query for a class outside the vocabulary then means the sum of its nearest
+            vocabulary descendants' separations, and with `query_encoder="embedding"` a parent label's embedding
+            builds on its children's (see `label_hierarchy.py`). `clearsep-data train` fills it from its ontology.
         leaky_relu_slope (`float`, *optional*, defaults to 0.01):
             Negative slope of the activations (AudioSep's ResUNet uses 0.01).
         initializer_range (`float`, *optional*, defaults to 0.02):
@@ -144,6 +159,9 @@ class ClearSepConfig(PreTrainedConfig):
     clap_text_config: dict | PreTrainedConfig | None = None
     clap_config: dict | PreTrainedConfig | None = None
     loss: str = DEFAULT_LOSS
+    presence_head: bool = False
+    presence_gate: str = "soft"
+    ontology: list[dict] | None = None
     leaky_relu_slope: float = 0.01
     initializer_range: float = 0.02
 
@@ -178,6 +196,8 @@ class ClearSepConfig(PreTrainedConfig):
             raise ValueError(f"id2label keys must be 0..{len(self.id2label) - 1}, got {sorted(self.id2label)}")
         if self.query_encoder not in QUERY_ENCODERS:
             raise ValueError(f"query_encoder must be one of {QUERY_ENCODERS}, got {self.query_encoder!r}")
+        if self.presence_gate not in PRESENCE_GATES:
+            raise ValueError(f"presence_gate must be one of {PRESENCE_GATES}, got {self.presence_gate!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
         if not self.channels:

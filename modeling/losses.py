@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.nn import functional as F
 
 EPS = 1e-8
 SILENCE_RATIO = 1e-8
@@ -84,7 +85,7 @@ def snr_sisnr_loss(estimate: torch.Tensor, target: torch.Tensor, mixture: torch.
     ``(B, Q, T)`` float32 estimates and targets, ``(B, 1, T)`` mixtures -> ``(B, Q)``.
     """
     audible = -(SNR_WEIGHT * sdr(target, estimate) + SI_SNR_WEIGHT * si_sdr(target, estimate))
-    silent = target.pow(2).sum(-1) < SILENCE_RATIO * mixture.pow(2).sum(-1)
+    silent = silent_targets(target, mixture[:, 0])
     return torch.where(silent, silent_target_penalty(estimate, mixture), audible)
 
 
@@ -120,6 +121,25 @@ def item_losses(
     return LOSSES[kind](estimate, target, mixture)
 
 
+def silent_targets(target: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+    """``(B, Q)`` booleans: which of ``(B, Q, T)`` targets are silent (absent-class queries) for ``(B, T)`` mixtures."""
+    target, mixture = at_least_float32(target, mixture)
+    return target.pow(2).sum(-1) < SILENCE_RATIO * mixture.pow(2).sum(-1, keepdim=True)
+
+
+def presence_loss(logits: torch.Tensor, present: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Class-balanced binary cross-entropy of presence logits ``(B, Q)`` against ``present`` ``(B, Q)`` booleans: the
+    mean over present items plus the mean over absent ones, so that rare absent-class queries weigh as much as the
+    others (items of weight 0, padding, are left out)."""
+    weights = torch.ones_like(logits) if weights is None else (weights > 0).to(logits.dtype)
+    losses = F.binary_cross_entropy_with_logits(logits.float(), present.float(), reduction="none")
+    total = logits.new_zeros(())
+    for group in (present, ~present):
+        mask = weights * group
+        total = total + (losses * mask).sum() / mask.sum().clamp_min(1.0)
+    return total
+
+
 def separation_loss(
     estimate: torch.Tensor,
     target: torch.Tensor,
@@ -147,4 +167,7 @@ def separation_loss(
     return (losses * weights).sum() / weights.sum().clamp_min(EPS)
 
 
-__all__ = ["DEFAULT_LOSS", "EPS", "LOSSES", "energy_db", "item_losses", "sdr", "separation_loss", "si_sdr"]
+__all__ = [
+    "DEFAULT_LOSS", "EPS", "LOSSES", "energy_db", "item_losses", "presence_loss", "sdr", "separation_loss", "si_sdr",
+    "silent_targets",
+]  # fmt: skip

@@ -32,67 +32,34 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.dynamic_module_utils import custom_object_save
-from transformers.utils import ModelOutput
 
 from .clap_query_encoder import ClapProcessors, ClearSepClapQueryEncoder
 from .configuration_clearsep import ClearSepConfig
-from .feature_extraction_clearsep import ClearSepFeatureExtractor, fit_length, resample
+from .feature_extraction_clearsep import ClearSepFeatureExtractor
 from .loading import check_loading_info, check_model_folder, is_hub_id
-from .losses import separation_loss
+from .losses import presence_loss, separation_loss, silent_targets
 from .network_clearsep import (
     ClearSepDecoder,
     ClearSepEncoder,
+    ClearSepPresenceHead,
     ClearSepQueryEncoder,
     ClearSepSpectrogram,
+    label_hierarchy,
 )
-from .separation_output import exclude_negatives, per_waveform, separation_output
+from .outputs_clearsep import ClearSepEncoding, ClearSepOutput
+from .queries_clearsep import ClearSepQueryMixin
+from .separation_clearsep import ClearSepSeparationMixin
 
 LOG_FLOOR = 1e-4
 """Added to STFT magnitudes before the log (below the noise floor of 16-bit audio)."""
-
-
-@dataclass
-class ClearSepOutput(ModelOutput):
-    r"""
-    Output of [`ClearSepModel`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `target_values` is given):
-            The separation loss selected by `config.loss`.
-        separated_values (`torch.FloatTensor` of shape `(batch_size, num_queries, sequence_length)`):
-            One separated waveform per query, at the input's length.
-        masks (`torch.FloatTensor` of shape `(batch_size, num_queries, n_fft // 2 + 1, num_frames)`):
-            The magnitude masks (in [0, 1]) applied to the mixture STFT.
-    """
-
-    loss: torch.FloatTensor | None = None
-    separated_values: torch.FloatTensor | None = None
-    masks: torch.FloatTensor | None = None
-
-
-@dataclass
-class ClearSepEncoding:
-    """The query-independent part of a forward pass over a batch of mixtures."""
-
-    spectrum: torch.Tensor
-    """Complex mixture STFT ``(B, F, N)``."""
-    bottleneck: torch.Tensor
-    """Coarsest features ``(B, 1, C, N', F')`` (a query axis of size 1, broadcast by the decoder)."""
-    skip_terms: list[torch.Tensor]
-    """Each decoder block's skip-path contribution ``(B, C, N_l, F_l)``, coarse to fine."""
-    length: int
-    """Samples of the input waveforms."""
 
 
 class ClearSepPreTrainedModel(PreTrainedModel):
@@ -183,11 +150,16 @@ class ClearSepPreTrainedModel(PreTrainedModel):
             init.zeros_(module.num_batches_tracked)
         elif isinstance(module, ClearSepSpectrogram):
             init.copy_(module.window, torch.hann_window(module.n_fft))
-        elif isinstance(module, (ClearSepQueryEncoder, ClearSepClapQueryEncoder)) and module.kind != "embedding":
+        elif isinstance(module, ClearSepQueryEncoder) and module.kind == "embedding":
+            composition = label_hierarchy(self.config).composition()
+            init.copy_(module.composition, composition)
+            leaves = (composition.sum(dim=1) == 0).to(module.embedding.weight)
+            init.copy_(module.embedding.weight, module.embedding.weight * leaves[:, None])  # parents start as children
+        elif isinstance(module, (ClearSepQueryEncoder, ClearSepClapQueryEncoder)):
             init.zeros_(module.label_embeddings)
 
 
-class ClearSepModel(ClearSepPreTrainedModel):
+class ClearSepModel(ClearSepQueryMixin, ClearSepSeparationMixin, ClearSepPreTrainedModel):
     """ClearSep: separates the sound events named by queries from a mixture.
 
     Example:
@@ -208,6 +180,9 @@ class ClearSepModel(ClearSepPreTrainedModel):
         self.encoder = ClearSepEncoder(config)
         self.query_encoder = (ClearSepClapQueryEncoder if config.query_encoder == "clap" else ClearSepQueryEncoder)(config)
         self.decoder = ClearSepDecoder(config)
+        self.presence_head = ClearSepPresenceHead(config) if config.presence_head else None
+        self.label_hierarchy = label_hierarchy(config)
+        """The vocabulary's place in ``config.ontology``: what a query for an ontology class stands for."""
         self.clap_processors = ClapProcessors()
         """The CLAP tokenizer and feature extractor of ``query_encoder="clap"`` (free-text and audio queries), loaded
         from the model folder's ``clap/`` on first use and saved there by :meth:`save_pretrained`."""
@@ -300,232 +275,22 @@ class ClearSepModel(ClearSepPreTrainedModel):
                 f"got shape {tuple(query_ids.shape)}"
             )
         encoding = self.encode(input_values)
-        masks, separated = self.decode(encoding, self.query_encoder(query_ids))
+        queries = self.query_encoder(query_ids)
+        masks, separated = self.decode(encoding, queries)
+        logits = None
+        if self.presence_head is not None:
+            logits = self.presence_head(self.presence_head.pool(encoding.bottleneck, queries))
         loss = None
         if target_values is not None:
             loss = separation_loss(
                 separated, target_values, input_values, kind=self.config.loss, weights=target_weights
             )
+            if logits is not None:
+                loss = loss + presence_loss(logits, ~silent_targets(target_values, input_values), target_weights)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
-            return tuple(value for value in (loss, separated, masks) if value is not None)
-        return ClearSepOutput(loss=loss, separated_values=separated, masks=masks)
-
-    # ----------------------------------------------------------------------------------------------- queries
-    def _label_index(self, query: str) -> int | None:
-        """The label id of a display name (case-insensitive) or MID; ``None`` for anything else."""
-        if not isinstance(query, str):
-            return None
-        if query in self.config.label_mids:
-            return self.config.label_mids.index(query)
-        names = {name.casefold(): index for index, name in self.config.id2label.items()}
-        return names.get(query.casefold())
-
-    def query_ids(self, queries: str | Sequence[str]) -> torch.LongTensor:
-        """Label ids of display names (case-insensitive) or MIDs, e.g. ``["Speech", "/m/0bt9lr"]``."""
-        if isinstance(queries, str):
-            queries = [queries]
-        ids = [self._label_index(query) for query in queries]
-        unknown = [query for query, index in zip(queries, ids) if index is None]
-        if unknown:
-            examples = ", ".join(repr(name) for name in list(self.config.id2label.values())[:5])
-            raise ValueError(
-                f"unknown queries {unknown}: not a display name or MID of this model's {self.config.num_labels} labels"
-                + (f" (e.g. {examples})" if examples else "")
-            )
-        return torch.tensor(ids, dtype=torch.long, device=self.device)
-
-    def query_embeddings(self, queries: str | Sequence[str]) -> torch.Tensor:
-        """The ``(Q, query_dim)`` embeddings that condition the decoder on ``queries``.
-
-        Display names and MIDs of the vocabulary use the label table (or, with ``query_encoder="clap"``, the cached
-        CLAP embeddings of the names); with ``"clap"`` any other text goes through the CLAP text tower.
-        """
-        queries = [queries] if isinstance(queries, str) else list(queries)
-        if self.config.query_encoder != "clap" or all(self._label_index(query) is not None for query in queries):
-            return self.query_encoder(self.query_ids(queries))
-        encoder = self.query_encoder
-        texts = [query for query in queries if self._label_index(query) is None]
-        free = iter(encoder.embed_texts(self.clap_processors.require("text", self.name_or_path), texts))
-        clap = [
-            encoder.label_embeddings[index, 0] if index is not None else next(free)
-            for index in map(self._label_index, queries)
-        ]
-        return encoder.projection(torch.stack(clap))
-
-    def audio_query_embeddings(self, examples: Sequence, sampling_rate: int) -> torch.Tensor:
-        """The ``(N, query_dim)`` embeddings of audio examples (``query_encoder="clap"``: the CLAP audio tower)."""
-        if self.config.query_encoder != "clap":
-            raise ValueError(f"audio queries need query_encoder='clap', this model's is {self.config.query_encoder!r}")
-        extractor = self.clap_processors.require("audio", self.name_or_path)
-        return self.query_encoder.projection(self.query_encoder.embed_audio(extractor, examples, sampling_rate))
-
-    def cache_label_embeddings(self, tokenizer) -> None:
-        """Compute the CLAP text embedding of every label's display name (``query_encoder="clap_text"`` or ``"clap"``).
-
-        ``tokenizer`` is the text tower's tokenizer (e.g. loaded with ``AutoTokenizer.from_pretrained``); save it next
-        to the model with ``tokenizer.save_pretrained(folder)`` to recompute embeddings for a new vocabulary later.
-        """
-        names = [self.config.id2label[index] for index in range(self.config.num_labels)]
-        self.query_encoder.cache_label_embeddings(tokenizer, names)
-
-    # ----------------------------------------------------------------------------------------------- inference
-    @torch.inference_mode()
-    def separate(
-        self,
-        audio,
-        queries=None,
-        sampling_rate: int | None = None,
-        *,
-        query_audio=None,
-        negative_queries=None,
-        return_residual: bool = False,
-        return_dict: bool = False,
-        batch_size: int = 8,
-        chunk_seconds: float | None = None,
-        use_bf16: bool = False,
-    ):
-        """Separate the sounds named by ``queries`` from ``audio``.
-
-        Args:
-            audio: a waveform, 1-D ``(T,)`` or ``(channels, T)`` (downmixed), as a numpy array or tensor; or a list of
-                such waveforms.
-            queries: display names or MIDs for that waveform (a list, or one string); for a list of waveforms, one
-                list of queries per waveform. A parent class of the vocabulary (``"Dog"``) asks for all of its
-                descendants in the clip (``"Bark"``, ``"Howl"``) together. With ``query_encoder="clap"`` any text
-                (``"a dog barking in the rain"``) is a query too.
-            sampling_rate: rate of ``audio``; defaults to ``config.sampling_rate``. Other rates are resampled to the
-                model's and the outputs back to the input's.
-            query_audio: audio examples of the sounds to extract (``query_encoder="clap"``): a list of waveforms at
-                ``sampling_rate`` (one list per waveform for a list), embedded by the CLAP audio tower; their outputs
-                follow those of ``queries``.
-            negative_queries: sounds to keep out of every output (as ``queries``: a list, or one list per waveform):
-                each output's mask is multiplied by one minus each negative query's mask.
-            return_residual: also return the input minus the sum of the outputs (implies ``return_dict``).
-            return_dict: return a :class:`ClearSepSeparationOutput` (outputs, their ``level_db`` relative to the
-                input, and the residual when asked for) instead of an array.
-            batch_size: how many (clip, chunk) mixture encodings run in one forward pass; each encoding is decoded
-                for all of its clip's queries (in one batch on accelerators, one query after the other on CPU).
-            chunk_seconds: output length of one chunk of long inputs (default ``config.segment_seconds``). Chunks
-                overlap by the network's receptive field, so the result does not depend on the chunking.
-            use_bf16: run the network under bfloat16 autocast (the STFTs stay in float32).
-
-        Returns:
-            ``np.ndarray`` ``(Q, T)`` float32 at the input's rate and length, or a :class:`ClearSepSeparationOutput`
-            with ``return_dict``/``return_residual``; a list of them for a list of waveforms.
-        """
-        single = not isinstance(audio, (list, tuple))
-        waveforms = [audio] if single else list(audio)
-        positives = per_waveform(queries, len(waveforms), single, "queries")
-        examples = per_waveform(query_audio, len(waveforms), single, "audio queries")
-        negatives = per_waveform(negative_queries, len(waveforms), single, "negative queries")
-        if not all(positive or example for positive, example in zip(positives, examples)):
-            raise ValueError("give at least one query per waveform (negative queries only remove from outputs)")
-        rate = sampling_rate or self.config.sampling_rate
-        extractor = self.feature_extractor
-        inputs = extractor(waveforms, sampling_rate=rate)["input_values"]  # mono float32 at the model's rate
-        was_training = self.training
-        self.eval()
-        try:
-            embeddings = [
-                torch.cat(
-                    ([self.query_embeddings(positive)] if positive else [])
-                    + ([self.audio_query_embeddings(example, rate)] if example else [])
-                    + ([self.query_embeddings(negative)] if negative else [])
-                )
-                for positive, example, negative in zip(positives, examples, negatives, strict=True)
-            ]
-            outputs = self._separate_chunks(
-                inputs, embeddings, [len(n) for n in negatives], extractor, batch_size, chunk_seconds, use_bf16
-            )
-        finally:
-            self.train(was_training)
-        results = [
-            fit_length(resample(output, self.config.sampling_rate, rate), waveform.shape[-1])
-            for output, waveform in zip(outputs, waveforms, strict=True)
-        ]
-        if return_dict or return_residual:
-            mixtures = ClearSepFeatureExtractor(sampling_rate=rate)(waveforms, sampling_rate=rate)["input_values"]
-            results = [
-                separation_output(result, mixture, return_residual)
-                for result, mixture in zip(results, mixtures, strict=True)
-            ]
-        return results[0] if single else results
-
-    def _separate_chunks(
-        self,
-        inputs: list[np.ndarray],
-        queries: list[torch.Tensor],
-        num_negative: list[int],
-        extractor: ClearSepFeatureExtractor,
-        batch_size: int,
-        chunk_seconds: float | None,
-        use_bf16: bool,
-    ) -> list[np.ndarray]:
-        """Chunked, batched inference over ``extractor``'s chunk plan of ``(Q + N, D)`` query embeddings per clip, the
-        last N negative; chunks of equal length and query counts share forward passes."""
-        crossfade = extractor.chunk_quantum
-        work = [
-            (clip, chunk)
-            for clip, waveform in enumerate(inputs)
-            for chunk in extractor.chunk_plan(len(waveform), chunk_seconds)
-        ]
-        outputs = [
-            np.zeros((len(embeddings) - negative, len(waveform)), dtype=np.float32)
-            for embeddings, negative, waveform in zip(queries, num_negative, inputs, strict=True)
-        ]
-        groups: dict[tuple[int, int, int], list] = {}
-        for clip, chunk in work:
-            groups.setdefault((chunk[1] - chunk[0], len(queries[clip]), num_negative[clip]), []).append((clip, chunk))
-        for (_, _, negative), items in groups.items():
-            for start in range(0, len(items), max(1, batch_size)):
-                batch = items[start : start + batch_size]
-                mixtures = torch.from_numpy(np.stack([inputs[clip][lo:hi] for clip, (lo, hi, _, _) in batch]))
-                embeddings = torch.stack([queries[clip] for clip, _ in batch])
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    separated = self._encode_decode(mixtures.to(self.device), embeddings.to(self.device), negative)
-                separated = separated.float().cpu().numpy()
-                for (clip, chunk), estimate in zip(batch, separated, strict=True):
-                    _add_chunk(outputs[clip], estimate, chunk, crossfade)
-        return outputs
-
-    def _encode_decode(self, mixtures: torch.Tensor, queries: torch.Tensor, num_negative: int = 0) -> torch.Tensor:
-        """Separated waveforms ``(B, Q, T)`` for ``(B, Q + N, D)`` query embeddings, the last N negative.
-
-        On CPU the queries are decoded one at a time: one query's activations of a 10 s clip fit in the CPU caches,
-        several queries' do not (and large blocks are page-faulted in afresh by the allocator on every operation), so a
-        loop is several times faster per query there; accelerators get all queries in one batch.
-        """
-        encoding = self.encode(mixtures)
-        step = 1 if self.device.type == "cpu" else queries.shape[1]
-        masks = torch.cat(
-            [self.decode_masks(encoding, queries[:, start : start + step]) for start in range(0, queries.shape[1], step)],
-            dim=1,
-        )
-        masks = exclude_negatives(masks, num_negative)
-        parts = [self.synthesize(encoding, masks[:, start : start + step]) for start in range(0, masks.shape[1], step)]
-        return torch.cat(parts, dim=1)
-
-
-def _add_chunk(output: np.ndarray, estimate: np.ndarray, chunk: tuple[int, int, int, int], crossfade: int) -> None:
-    """Overlap-add one chunk's estimate ``(Q, in_end - in_start)`` into ``output`` ``(Q, T)``.
-
-    The chunk owns ``[out_start, out_end)``; at each inner boundary ``b`` it fades linearly over
-    ``[b - crossfade / 2, b + crossfade / 2)`` with weights that sum to one with its neighbour's.
-    """
-    in_start, in_end, out_start, out_end = chunk
-    length = output.shape[-1]
-    half = crossfade // 2
-    low = out_start - half if out_start > 0 else 0
-    high = out_end + half if out_end < length else length
-    low, high = max(low, in_start), min(high, in_end)
-    positions = np.arange(low, high, dtype=np.float64) + 0.5
-    weights = np.ones(high - low)
-    if out_start > 0:
-        weights *= np.clip((positions - (out_start - half)) / crossfade, 0.0, 1.0)
-    if out_end < length:
-        weights *= 1.0 - np.clip((positions - (out_end - half)) / crossfade, 0.0, 1.0)
-    output[:, low:high] += estimate[:, low - in_start : high - in_start] * weights.astype(np.float32)
+            return tuple(value for value in (loss, separated, masks, logits) if value is not None)
+        return ClearSepOutput(loss=loss, separated_values=separated, masks=masks, presence_logits=logits)
 
 
 ClearSepModel.register_for_auto_class("AutoModel")  # save_pretrained ships the code, named in config.auto_map

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from transformers import ClapTextModelWithProjection
 
 from .configuration_clearsep import ClearSepConfig
+from .label_hierarchy import LabelHierarchy
 
 
 def _batched(module: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
@@ -216,6 +217,10 @@ class ClearSepQueryEncoder(nn.Module):
         self.kind = config.query_encoder
         if self.kind == "embedding":
             self.embedding = nn.Embedding(config.num_labels, config.query_dim)
+            self.depth = label_hierarchy(config).depth()
+            self.composition = nn.Buffer(torch.zeros(config.num_labels, config.num_labels), persistent=False)
+            """``(L, L)``: each parent label's nearest vocabulary children (see :meth:`LabelHierarchy.composition`);
+            derived from ``config.ontology`` (set by ``_init_weights``), not saved."""
             return
         self.text_model = ClapTextModelWithProjection(config.clap_text_config)
         projection_dim = config.clap_text_config.projection_dim
@@ -224,13 +229,22 @@ class ClearSepQueryEncoder(nn.Module):
 
     def forward(self, query_ids: torch.Tensor) -> torch.Tensor:
         if self.kind == "embedding":
-            return self.embedding(query_ids)
+            return F.embedding(query_ids, self.label_table())
         if bool((self.label_embeddings.norm(dim=-1) == 0).any()):
             raise RuntimeError(
                 "the CLAP label embeddings are not computed: call model.cache_label_embeddings(tokenizer) once "
                 "(the result is saved with the model)"
             )
         return self.projection(self.label_embeddings[query_ids])
+
+    def label_table(self) -> torch.Tensor:
+        """``(L, query_dim)`` embeddings of the ``"embedding"`` kind: each label's row plus the mean embedding of its
+        nearest vocabulary children, recursively (a leaf's embedding is its row)."""
+        table = self.embedding.weight
+        embeddings = table
+        for _ in range(self.depth):
+            embeddings = table + self.composition.to(table.dtype) @ embeddings
+        return embeddings
 
     @torch.no_grad()
     def cache_label_embeddings(self, tokenizer, names: Sequence[str], batch_size: int = 64) -> None:
@@ -243,3 +257,36 @@ class ClearSepQueryEncoder(nn.Module):
             tokens = {key: value.to(device) for key, value in tokens.items() if key in ("input_ids", "attention_mask")}
             embeds = self.text_model(**tokens).text_embeds
             self.label_embeddings[start : start + len(embeds)] = F.normalize(embeds.float(), dim=-1)
+
+
+class ClearSepPresenceHead(nn.Module):
+    """Whether each queried sound is in the mixture: a logit per (clip, query) from the encoder's bottleneck.
+
+    The bottleneck is FiLM-modulated by the query, max-pooled over time and frequency (a sound is present if it
+    sounds anywhere) and classified. The head reads the bottleneck and the query embedding detached, so training it
+    leaves the separator as it is; pooling before the classifier lets long inputs take the maximum over their chunks.
+    """
+
+    def __init__(self, config: ClearSepConfig):
+        super().__init__()
+        channels = config.channels[-1]
+        self.norm = nn.BatchNorm2d(channels)
+        self.film = ClearSepFiLM(config.query_dim, channels)
+        self.conv = nn.Conv2d(channels, channels, 1)
+        self.activation = nn.LeakyReLU(config.leaky_relu_slope)
+        self.classifier = nn.Linear(channels, 1)
+
+    def pool(self, bottleneck: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, Q, C)`` of a ``(B, 1, C, N, F)`` bottleneck and ``(B, Q, D)`` query embeddings."""
+        hidden = self.activation(self.film(bottleneck.detach(), queries.detach(), self.norm))
+        return self.activation(_batched(self.conv, hidden)).amax(dim=(-2, -1))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Presence logits ``(B, Q)`` of pooled features ``(B, Q, C)``."""
+        return self.classifier(pooled.float()).squeeze(-1)
+
+
+def label_hierarchy(config: ClearSepConfig) -> LabelHierarchy:
+    """The hierarchy of ``config``'s vocabulary and ontology."""
+    names = [config.id2label[index] for index in range(config.num_labels)]
+    return LabelHierarchy(config.label_mids, names, config.ontology)

@@ -4,39 +4,21 @@ Negative queries (as CLAPSep's) remove what they name from every positive query'
 multiplied by ``1 - M_n`` for every negative query's mask ``M_n``, so a sound both queries match is left out. The
 residual (as SAM-Audio returns) is the mixture minus the sum of the targets, at the input's rate. ``level_db`` is each
 output's energy relative to the mixture: a query for a class that is not in the clip comes out far below the mixture
-(a threshold such as -30 dB tells present from absent).
+(a threshold such as -30 dB tells present from absent). Models with a presence head also give
+``present_probability``, and ``config.presence_gate`` scales each output by it (see ``ClearSepConfig``). A query for an
+ontology class outside the vocabulary is answered by the sum of its nearest vocabulary labels' outputs
+(:func:`gather_queries`); it is present when any of them is (:func:`gather_probabilities`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-from transformers.utils import ModelOutput
+
+from .outputs_clearsep import ClearSepSeparationOutput
 
 ENERGY_FLOOR = 1e-12
 """Added to energies before the log, so that silence gives a finite level."""
-
-
-@dataclass
-class ClearSepSeparationOutput(ModelOutput):
-    r"""
-    What [`ClearSepModel.separate`] returns for one waveform with `return_dict=True` or `return_residual=True`.
-
-    Args:
-        separated_values (`np.ndarray` of shape `(num_queries, sequence_length)`):
-            One separated waveform per positive query, at the input's rate and length.
-        level_db (`np.ndarray` of shape `(num_queries,)`):
-            Energy of each separated waveform relative to the (downmixed) input, in dB; a query for a sound the
-            clip does not hold comes out far below 0 dB, so thresholding it tells which queried sounds are present.
-        residual (`np.ndarray` of shape `(sequence_length,)`, *optional*, returned with `return_residual=True`):
-            The input minus the sum of the separated waveforms: everything the queries did not take.
-    """
-
-    separated_values: np.ndarray | None = None
-    level_db: np.ndarray | None = None
-    residual: np.ndarray | None = None
 
 
 def exclude_negatives(masks: torch.Tensor, num_negative: int) -> torch.Tensor:
@@ -54,13 +36,31 @@ def level_db(separated: np.ndarray, mixture: np.ndarray) -> np.ndarray:
     return (10 * np.log10((energy + ENERGY_FLOOR) / (reference + ENERGY_FLOOR))).astype(np.float32)
 
 
-def separation_output(separated: np.ndarray, mixture: np.ndarray, residual: bool) -> ClearSepSeparationOutput:
-    """The output of one waveform: its separated tracks, their levels, and the residual when asked for."""
+def separation_output(
+    separated: np.ndarray, mixture: np.ndarray, residual: bool, present_probability: np.ndarray | None = None
+) -> ClearSepSeparationOutput:
+    """The output of one waveform: its separated tracks, their levels, the residual when asked for, and the presence
+    probabilities when the model has them."""
     return ClearSepSeparationOutput(
         separated_values=separated,
         level_db=level_db(separated, mixture),
         residual=(mixture - separated.sum(axis=0)).astype(np.float32) if residual else None,
+        present_probability=present_probability,
     )
+
+
+def gather_queries(items: np.ndarray, owners: list[int]) -> np.ndarray:
+    """Per query, the sum of the rows of ``items`` ``(N, T)`` that ``owners`` (one query index per row) assign to it."""
+    gathered = np.zeros((max(owners, default=-1) + 1, items.shape[-1]), dtype=items.dtype)
+    np.add.at(gathered, np.asarray(owners, dtype=np.int64), items)
+    return gathered
+
+
+def gather_probabilities(probabilities: np.ndarray, owners: list[int]) -> np.ndarray:
+    """Per query, the probability that any of its items is present, ``1 - prod(1 - p)`` over its rows."""
+    absent = np.ones(max(owners, default=-1) + 1, dtype=np.float64)
+    np.multiply.at(absent, np.asarray(owners, dtype=np.int64), 1.0 - probabilities.astype(np.float64))
+    return (1.0 - absent).astype(np.float32)
 
 
 def per_waveform(value, count: int, single: bool, name: str) -> list[list]:
@@ -73,5 +73,3 @@ def per_waveform(value, count: int, single: bool, name: str) -> list[list]:
         raise ValueError(f"got {count} waveforms but {len(lists)} lists of {name}")
     return [[item] if isinstance(item, (str, np.ndarray, torch.Tensor)) else list(item) for item in lists]
 
-
-__all__ = ["ClearSepSeparationOutput"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -19,8 +20,7 @@ from clearsep_data.hub.staging import StagingError
 from clearsep_data.tracks import TRACK_FIELDS, load_tracks, track_features
 
 TOKEN = "hf_ClearSepTestTokenNeverPublish0123"
-CODE_FILES = ["clap_query_encoder.py", "configuration_clearsep.py", "feature_extraction_clearsep.py", "loading.py", "losses.py",
-              "modeling_clearsep.py", "network_clearsep.py", "pipeline_clearsep.py", "separation_output.py"]  # fmt: skip
+CODE_FILES = sorted(path.name for path in (Path(__file__).parents[1] / "modeling").glob("*.py") if path.name != "__init__.py")
 EVAL = {
     "model": "runs/small",
     "dataset": "clearsep/audioset-eval",

@@ -28,7 +28,8 @@ def build_model(args: TrainingArguments, label_names: dict[str, str], ontology):
     else:
         mids = sorted(label_names)
         names = [label_names[mid] for mid in mids]
-    overrides = {"loss": args.loss, **args.model_config}
+    hierarchy = {} if ontology is None else {"ontology": model_ontology(ontology, mids)}
+    overrides = {"loss": args.loss, "presence_head": True, **hierarchy, **args.model_config}
     try:
         config = ClearSepConfig.from_preset(args.preset, label_mids=mids, id2label=dict(enumerate(names)), **overrides)
     except (TypeError, ValueError) as error:
@@ -39,6 +40,13 @@ def build_model(args: TrainingArguments, label_names: dict[str, str], ontology):
         return ClearSepModel.from_pretrained_clap(args.clap_model, config)
     except (OSError, ValueError) as error:
         raise TrainingError(f"--clap-model {args.clap_model}: cannot load a CLAP model ({str(error).splitlines()[0]})") from None
+
+
+def model_ontology(ontology, mids: list[str]) -> list[dict]:
+    """The ontology entries a model carries (``ClearSepConfig.ontology``): its labels and every class above them."""
+    known = [mid for mid in mids if mid in ontology]
+    entries = ontology.subset(known).to_entries()
+    return [{"id": entry["id"], "name": entry["name"], "child_ids": entry["child_ids"]} for entry in entries]
 
 
 def extend_vocabulary(model, labels: dict[str, str], source: str):
