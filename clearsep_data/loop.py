@@ -187,7 +187,8 @@ def evaluate_round(config: LoopConfig, model_dir: Path, output: Path) -> dict | 
     The result is also copied into the model folder, where ``push model`` puts it in the model card. Under a
     distributed launch the main process evaluates and the others read its ``eval.json``.
     """
-    from clearsep_data.evaluation import EVAL_FILE, BenchmarkError, evaluate_on_benchmark
+    from clearsep_data.benchmark_folder import BenchmarkError
+    from clearsep_data.evaluation import EVAL_FILE, evaluate_on_benchmark
     from clearsep_data.modeling import ClearSepModel
 
     state = distributed_state()

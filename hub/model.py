@@ -268,10 +268,20 @@ def _query_kinds(config: dict, training: dict, evaluation: dict | None):
             f"parent_rate {training.get('parent_rate', 0)}" + (f"; SI-SDR {gap:+.2f} dB vs the child's own query" if gap is not None else ""),
         ],
         [
+            "ontology class above the vocabulary",
+            "yes" if config.get("ontology") else "no (the checkpoint carries no ontology)",
+            "`queries=[\"Animal\"]`: the sum of its nearest vocabulary classes' outputs",
+            "",
+        ],
+        [
             "absent class",
             "yes" if training.get("silence_rate") else "not trained",
-            "silence; `return_dict=True` gives `level_db` to threshold",
-            f"silence_rate {training.get('silence_rate', 0)}" + (f"; median output {level:.1f} dB re mixture" if level is not None else ""),
+            "silence; `return_dict=True` gives "
+            + ("`present_probability` and " if config.get("presence_head") else "")
+            + "`level_db` to threshold",
+            f"silence_rate {training.get('silence_rate', 0)}"
+            + (f"; presence head, gate {config.get('presence_gate', 'soft')}" if config.get("presence_head") else "")
+            + (f"; median output {level:.1f} dB re mixture" if level is not None else ""),
         ],
         ["negative", "yes", "`negative_queries=[\"Speech\"]`", "mask arithmetic, no training needed"],
         ["residual", "yes", "`return_residual=True`: input minus the outputs", ""],

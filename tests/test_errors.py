@@ -8,7 +8,7 @@ from clearsep_data.audio import AudioError
 from clearsep_data.build_folder import BuildError
 from clearsep_data.cli.errors import USER_ERRORS
 from clearsep_data.errors import ClearSepError, CorpusError
-from clearsep_data.evaluation import BenchmarkError
+from clearsep_data.benchmark_folder import BenchmarkError
 from clearsep_data.filtering import ThresholdsError
 from clearsep_data.hub.staging import StagingError
 from clearsep_data.hub.upload import HubUnreachableError

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from clearsep_data.cli import app
 from clearsep_data.demo_corpus import demo_ontology, generate_demo_corpus, label_vocabulary
 from clearsep_data.ontology import mid_slug
-from clearsep_data.evaluation import METRICS, BenchmarkError, evaluate_on_benchmark, read_reference_manifest
+from clearsep_data.benchmark_folder import BenchmarkError, read_reference_manifest
+from clearsep_data.evaluation import METRICS, evaluate_on_benchmark
 from clearsep_data.modeling import ClearSepConfig, ClearSepModel
 
 SR = 16000

@@ -68,7 +68,7 @@ def test_csvs_with_a_byte_order_mark_read_as_without(corpus_dir, tmp_path, comme
 
 
 def test_reference_manifest_with_a_byte_order_mark(tmp_path):
-    from clearsep_data.evaluation import REFERENCE_MANIFEST, read_reference_manifest
+    from clearsep_data.benchmark_folder import REFERENCE_MANIFEST, read_reference_manifest
 
     manifest = tmp_path / REFERENCE_MANIFEST
     manifest.parent.mkdir()

@@ -232,6 +232,7 @@ def test_staged_model_repo_and_card(model_dir, tmp_path):
     assert TOKEN not in card.text
     assert "| negative | yes |" in card.text and "| free text | no (needs" in card.text
     assert "| parent class | not trained |" in card.text  # this training_args.json has no parent_rate
+    assert "| ontology class above the vocabulary | no (the checkpoint carries no ontology) |" in card.text
 
 
 def test_staged_clap_model_lists_its_query_kinds_and_processors(tmp_path):
@@ -241,7 +242,9 @@ def test_staged_clap_model_lists_its_query_kinds_and_processors(tmp_path):
 
     from clearsep_data import ClearSepModel
 
-    model = ClearSepModel.from_pretrained_clap(tiny_clap_folder(tmp_path / "clap"), tiny_config())
+    ontology = [{"id": "/m/animal", "name": "Animal", "child_ids": ["/m/05tny_"]}, {"id": "/m/05tny_", "name": "Bark", "child_ids": []}]
+    config = tiny_config(presence_head=True, ontology=ontology)
+    model = ClearSepModel.from_pretrained_clap(tiny_clap_folder(tmp_path / "clap"), config)
     model.save_pretrained(tmp_path / "model")
     (tmp_path / "model" / "eval.json").write_text(json.dumps(
         {**EVAL, "parents": {"si_sdr_minus_child": -0.4}, "absent": {"median_level_db": -33.2}}
@@ -253,7 +256,8 @@ def test_staged_clap_model_lists_its_query_kinds_and_processors(tmp_path):
     text = ModelCard.load(staged.path / "README.md").text
     assert "| free text | yes |" in text and "| audio example | yes |" in text
     assert "parent_rate 0.5; SI-SDR -0.40 dB vs the child's own query" in text
-    assert "silence_rate 0.2; median output -33.2 dB re mixture" in text
+    assert "silence_rate 0.2; presence head, gate soft; median output -33.2 dB re mixture" in text
+    assert "| ontology class above the vocabulary | yes |" in text and "`present_probability` and `level_db`" in text
     assert "query_audio=[mixture.T[:, :rate]]" in text
     loaded = ClearSepModel.from_pretrained(staged.path)  # the staged repository loads, free text included
     assert loaded.separate(np.zeros(8000, np.float32) + 0.1, ["a dog barking"]).shape == (1, 8000)

@@ -22,7 +22,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # last
 import realsound  # noqa: E402  (a script folder, not a package)
 from clearsep_data.corpus import Clip  # noqa: E402
 from clearsep_data.demo_corpus import demo_ontology  # noqa: E402
-from clearsep_data.evaluation import Benchmark  # noqa: E402
+from clearsep_data.benchmark_folder import Benchmark  # noqa: E402
 
 SPEECH, BARK, DOG, SIREN, BELL = "/m/09x0r", "/m/05tny_", "/m/0bt9lr", "/m/03kmc9", "/m/0395lw"
 RATE = realsound.SAMPLING_RATE

@@ -34,7 +34,8 @@ def evaluate_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from clearsep_data.evaluation import EVAL_FILE, Benchmark, evaluate_on_benchmark
+    from clearsep_data.benchmark_folder import Benchmark
+    from clearsep_data.evaluation import EVAL_FILE, evaluate_on_benchmark
 
     console = Console(stderr=True)
     model_dir = Path(model)

@@ -353,7 +353,7 @@ def _validation(args, catalog, relations, mixing: MixingConfig, held_out: np.nda
     held-out clips cannot form a mixture)."""
     if args.eval_benchmark:
         from clearsep_data.corpus import CorpusError
-        from clearsep_data.evaluation import Benchmark, BenchmarkError
+        from clearsep_data.benchmark_folder import Benchmark, BenchmarkError
 
         try:
             benchmark = Benchmark.open(args.eval_benchmark, args.eval_split)
