@@ -101,7 +101,10 @@ class TrackMaker:
         self.iteration = iteration
         self.vocabulary = list(model.config.label_mids) if model is not None else None
         self.sampling_rate = model.config.sampling_rate if model is not None else sampling_rate
-        self.separate_options = dict(sampling_rate=self.sampling_rate, batch_size=batch_size, use_bf16=use_bf16)
+        # The clip's labels say its sounds are present: tracks and their scores come from the masks, ungated.
+        self.separate_options = dict(
+            sampling_rate=self.sampling_rate, batch_size=batch_size, use_bf16=use_bf16, presence_gate="none"
+        )
         self.thresholds_json = self.thresholds.to_json()
 
     def __call__(self, clip: Clip, corpus) -> tuple[list[dict], list[dict], Skip | None]:

@@ -252,6 +252,7 @@ class ClearSepModel(ClearSepQueryMixin, ClearSepSeparationMixin, ClearSepPreTrai
         query_ids: torch.Tensor,
         target_values: torch.Tensor | None = None,
         target_weights: torch.Tensor | None = None,
+        presence_labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> ClearSepOutput | tuple:
         r"""
@@ -264,6 +265,10 @@ class ClearSepModel(ClearSepQueryMixin, ClearSepSeparationMixin, ClearSepPreTrai
                 Reference waveforms; all-zero for queries absent from the mixture. Enables `loss`.
             target_weights (`torch.FloatTensor` of shape `(batch_size, num_queries)`, *optional*):
                 Per-item loss weights (e.g. the quality weights of engine-made tracks); 0 for padding queries.
+            presence_labels (`torch.LongTensor` of shape `(batch_size, num_labels)`, *optional*):
+                With `target_values` and a presence head: which vocabulary labels each mixture holds (1), does not
+                hold (0) or may hold (-1, left out); the head is then trained on every label of every mixture, not
+                only on the queries (whose presence is otherwise read from their targets: silent means absent).
             return_dict (`bool`, *optional*):
                 Return a [`ClearSepOutput`] (default) or a tuple.
         """
@@ -286,12 +291,32 @@ class ClearSepModel(ClearSepQueryMixin, ClearSepSeparationMixin, ClearSepPreTrai
                 separated, target_values, input_values, kind=self.config.loss, weights=target_weights
             )
             if logits is not None:
-                loss = loss + presence_loss(logits, ~silent_targets(target_values, input_values), target_weights)
+                loss = loss + self._presence_loss(
+                    encoding, logits, input_values, target_values, target_weights, presence_labels
+                )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return tuple(value for value in (loss, separated, masks, logits) if value is not None)
         return ClearSepOutput(loss=loss, separated_values=separated, masks=masks, presence_logits=logits)
 
+
+    def _presence_loss(
+        self,
+        encoding: ClearSepEncoding,
+        logits: torch.Tensor,
+        input_values: torch.Tensor,
+        target_values: torch.Tensor,
+        target_weights: torch.Tensor | None,
+        presence_labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The presence head's loss: over every label of every mixture with ``presence_labels``, else over the
+        queries' ``logits`` (a query is absent where its target is silent)."""
+        if presence_labels is None:
+            return presence_loss(logits, ~silent_targets(target_values, input_values), target_weights)
+        labels = torch.arange(self.config.num_labels, device=presence_labels.device)
+        queries = self.query_encoder(labels.expand(presence_labels.shape[0], -1))
+        all_logits = self.presence_head(self.presence_head.pool(encoding.bottleneck, queries))
+        return presence_loss(all_logits, presence_labels == 1, (presence_labels >= 0).float())
 
 ClearSepModel.register_for_auto_class("AutoModel")  # save_pretrained ships the code, named in config.auto_map
 

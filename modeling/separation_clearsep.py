@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .chunked_inference import separate_chunks
+from .configuration_clearsep import PRESENCE_GATES
 from .feature_extraction_clearsep import ClearSepFeatureExtractor, fit_length, resample
 from .separation_output import gather_probabilities, gather_queries, per_waveform, separation_output
 
@@ -33,6 +34,7 @@ class ClearSepSeparationMixin:
         batch_size: int = 8,
         chunk_seconds: float | None = None,
         use_bf16: bool = False,
+        presence_gate: str | None = None,
     ):
         """Separate the sounds named by ``queries`` from ``audio``.
 
@@ -59,14 +61,18 @@ class ClearSepSeparationMixin:
             chunk_seconds: output length of one chunk of long inputs (default ``config.segment_seconds``). Chunks
                 overlap by the network's receptive field, so the result does not depend on the chunking.
             use_bf16: run the network under bfloat16 autocast (the STFTs stay in float32).
+            presence_gate: ``"soft"``, ``"hard"`` or ``"none"`` for this call (default ``config.presence_gate``).
 
-        With a presence head (``config.presence_head``) each output is scaled by ``config.presence_gate``: by its
+        With a presence head (``config.presence_head``) each output is scaled by ``presence_gate``: by its
         presence probability (``"soft"``), zeroed below 0.5 (``"hard"``) or left as is (``"none"``).
 
         Returns:
             ``np.ndarray`` ``(Q, T)`` float32 at the input's rate and length, or a :class:`ClearSepSeparationOutput`
             with ``return_dict``/``return_residual``; a list of them for a list of waveforms.
         """
+        gate = presence_gate or self.config.presence_gate
+        if gate not in PRESENCE_GATES:
+            raise ValueError(f"presence_gate must be one of {PRESENCE_GATES}, got {gate!r}")
         single = not isinstance(audio, (list, tuple))
         waveforms = [audio] if single else list(audio)
         positives = per_waveform(queries, len(waveforms), single, "queries")
@@ -99,7 +105,7 @@ class ClearSepSeparationMixin:
         finally:
             self.train(was_training)
         outputs = [
-            gather_queries(output * self._gate(probability)[:, None], owner)
+            gather_queries(output * presence_factor(probability, gate)[:, None], owner)
             for output, probability, owner in zip(outputs, presence, owners, strict=True)
         ]
         presence = [
@@ -125,13 +131,15 @@ class ClearSepSeparationMixin:
         logits = self.presence_head(torch.from_numpy(pooled).to(self.device))
         return torch.sigmoid(logits).cpu().numpy()
 
-    def _gate(self, probability: np.ndarray | None) -> np.ndarray | float:
-        """The factor ``config.presence_gate`` puts on each output (1 without the head)."""
-        if probability is None or self.config.presence_gate == "none":
-            return np.ones(1 if probability is None else len(probability), dtype=np.float32)
-        if self.config.presence_gate == "hard":
-            return (probability >= 0.5).astype(np.float32)
-        return probability.astype(np.float32)
+
+
+def presence_factor(probability: np.ndarray | None, gate: str) -> np.ndarray:
+    """The factor ``gate`` puts on each output given its presence probability (1 without the head)."""
+    if probability is None or gate == "none":
+        return np.ones(1 if probability is None else len(probability), dtype=np.float32)
+    if gate == "hard":
+        return (probability >= 0.5).astype(np.float32)
+    return probability.astype(np.float32)
 
 
 __all__ = ["ClearSepSeparationMixin"]

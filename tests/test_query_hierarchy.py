@@ -143,13 +143,38 @@ def test_presence_gate_soft_hard_none_and_sets_of_labels():
     np.testing.assert_allclose(soft.separated_values[:3], ungated.separated_values[:3] * probability[:3, None], atol=1e-6)
     np.testing.assert_allclose(soft.separated_values[3], soft.separated_values[1] + soft.separated_values[2], atol=1e-6)
     np.testing.assert_allclose(soft.level_db[:3], ungated.level_db[:3] + 20 * np.log10(probability[:3]), atol=1e-3)
-    model.config.presence_gate = "hard"
-    hard = model.separate(audio, ["Speech", "Dog", "Bird"])
+    hard = model.separate(audio, ["Speech", "Dog", "Bird"], presence_gate="hard")  # this call's gate
     np.testing.assert_array_equal(hard, ungated.separated_values[:3] * (probability[:3, None] >= 0.5))
+    with pytest.raises(ValueError, match="presence_gate must be one of"):
+        model.separate(audio, ["Speech"], presence_gate="off")
     long = waveform(5.0)  # several chunks: the presence of a long input is the maximum over its chunks
     pieces = [model.separate(long[start : start + 2 * RATE], ["Speech"], return_dict=True) for start in (0, 2 * RATE)]
     whole = model.separate(long, ["Speech"], chunk_seconds=2.0, return_dict=True).present_probability
     assert whole[0] >= min(piece.present_probability[0] for piece in pieces)
+
+
+def test_presence_targets_of_every_label_of_a_training_mixture():
+    from clearsep_data.training.catalog import LabelRelations
+
+    ontology = Ontology.from_entries([{**entry, "description": "", "restrictions": []} for entry in ONTOLOGY])
+    relations = LabelRelations(list(LABELS), ontology)  # Speech, Bark, Dog, Bird
+    assert relations.presence_row(["/m/05tny_"]).tolist() == [0, 1, 1, 0]  # Bark and the Dog above it
+    assert relations.presence_row(["/m/0bt9lr", "/m/09x0r"]).tolist() == [1, -1, 1, 0]  # a Dog may or may not bark
+    assert relations.presence_row(["/m/pets"]).tolist() == [0, -1, -1, 0]  # a label outside the vocabulary
+    model = hierarchy_model(presence_head=True).train()
+    mixture = torch.from_numpy(np.stack([waveform(1.0, seed=seed) for seed in range(2)]))
+    targets = torch.stack([mixture, torch.zeros_like(mixture)], dim=1)
+    query_ids = torch.tensor([[0, 3], [0, 3]])
+    labels = torch.tensor([[1, 0, 0, 0], [1, -1, 1, 0]])
+    output = model(mixture, query_ids, target_values=targets, presence_labels=labels)
+    separation = model(mixture, query_ids, target_values=targets).loss - presence_loss(
+        output.presence_logits, torch.tensor([[True, False], [True, False]])
+    )
+    with torch.no_grad():
+        queries = model.query_encoder(torch.arange(4).expand(2, -1))
+        all_logits = model.presence_head(model.presence_head.pool(model.encode(mixture).bottleneck, queries))
+    expected = separation + presence_loss(all_logits, labels == 1, (labels >= 0).float())
+    torch.testing.assert_close(output.loss, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_checkpoints_without_the_head_load_without_it(tmp_path):

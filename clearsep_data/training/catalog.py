@@ -240,6 +240,19 @@ class LabelRelations:
         above[label] = False
         return np.flatnonzero(above)
 
+    def presence_row(self, mids: Sequence[str]) -> np.ndarray:
+        """Per vocabulary entry, whether a mixture of sounds labelled ``mids`` holds it: 1 for a label or a class above
+        one, 0 for a class unrelated to all of them (:meth:`absent_mask`), -1 for a class below one (unknown: a ``Dog``
+        sound may or may not be a ``Bark``). The presence head's training targets."""
+        row = np.where(self.absent_mask(mids), 0, -1).astype(np.int8)
+        for mid in mids:
+            index = self._index.get(mid)
+            if index is not None:
+                row[self.covers[:, index]] = 1
+            else:  # a label outside the vocabulary: the classes above it
+                row[self._related_mask(mid) & ~self._related_mask(mid, above=False)] = 1
+        return row
+
     def absent_mask(self, mids: Sequence[str]) -> np.ndarray:
         """Vocabulary entries exclusive with every one of ``mids`` (MIDs inside or outside the vocabulary)."""
         mask = np.ones(len(self.vocabulary), dtype=bool)

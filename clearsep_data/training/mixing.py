@@ -141,7 +141,10 @@ class MixtureSampler:
         """Micro-batch ``index``: tensors for the model plus per-query provenance."""
         rng = self.rng(index)
         examples = [self.example(rng) for _ in range(self.config.batch_size)]
-        return collate(examples)
+        return {
+            **collate(examples),
+            "presence_labels": np.stack([self.relations.presence_row(example.labels) for example in examples]),
+        }
 
     def example(self, rng: np.random.Generator) -> Example:
         if self.natural is not None and rng.random() < self.config.natural_rate:

@@ -55,7 +55,7 @@ from clearsep_data.training.mixing import MixingConfig, MixtureSampler, MixtureS
 from clearsep_data.training.model_setup import build_model
 from clearsep_data.training.validation import BenchmarkValidation, BestModel, TrackValidation, Validation
 
-MODEL_INPUTS = ("input_values", "query_ids", "target_values", "target_weights")
+MODEL_INPUTS = ("input_values", "query_ids", "target_values", "target_weights", "presence_labels")
 
 
 @dataclass
