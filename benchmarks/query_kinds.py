@@ -13,7 +13,7 @@ Trains a round-0 model as ``make demo`` does (``iterate``'s round 0: the demo co
 Prints one JSON object.
 
     OMP_NUM_THREADS=1 python benchmarks/query_kinds.py --corpus demo-output/corpus --work /tmp/query-kinds \
-        [--round0-steps 400] [--parent-rate 0.5] [--silence-rate 0.2] [--model MODEL]
+        [--round0-steps 400] [--parent-rate 0.5] [--silence-rate 0.2] [--model MODEL] [--presence-gate none]
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--parent-rate", type=float, default=None, help="Default: train's.")
     parser.add_argument("--silence-rate", type=float, default=None, help="Default: train's.")
     parser.add_argument("--absent-per-clip", type=int, default=3)
+    parser.add_argument("--presence-gate", choices=("soft", "hard", "none"), help="Default: the model's config.")
     args = parser.parse_args()
 
     from clearsep_data.evaluation import evaluate_on_benchmark
@@ -81,6 +82,9 @@ def main() -> None:
         trained = json.loads(arguments.read_text())
         report["training"] = {key: trained.get(key) for key in TRAINING_KEYS}
     model = ClearSepModel.from_pretrained(model_path).eval()
+    if args.presence_gate is not None:
+        model.config.presence_gate = args.presence_gate
+    report["presence_gate"] = model.config.presence_gate if model.config.presence_head else None
     with stdout_to_stderr():
         result = evaluate_on_benchmark(model, corpus, absent_per_clip=args.absent_per_clip, oracle=False)
     summary = result.to_dict()
