@@ -117,8 +117,8 @@ class ClearSepConfig(PreTrainedConfig):
             train` turns it on for new models; checkpoints saved without it load without it.
         presence_gate (`str`, *optional*, defaults to `"soft"`):
             How [`ClearSepModel.separate`] applies the presence probability `p` (with `presence_head`): `"soft"`
-            multiplies each output by `p` (scale-invariant metrics are unchanged), `"hard"` zeroes outputs with
-            `p < 0.5`, `"none"` only reports `p`.
+            leaves outputs with `p >= 0.5` as they are and fades the others to zero with `p` (factor `min(1, 2p)`),
+            `"hard"` zeroes outputs with `p < 0.5`, `"none"` only reports `p`.
         ontology (`list[dict]`, *optional*):
             Ontology entries (`id`, `name`, `child_ids`, as AudioSet's `ontology.json`) of the vocabulary's labels and
             every class above them. A query for a class outside the vocabulary then means the sum of its nearest

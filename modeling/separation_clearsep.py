@@ -16,6 +16,9 @@ from .configuration_clearsep import PRESENCE_GATES
 from .feature_extraction_clearsep import ClearSepFeatureExtractor, fit_length, resample
 from .separation_output import gather_probabilities, gather_queries, per_waveform, separation_output
 
+PRESENT = 0.5
+"""The presence probability from which the gates leave an output as it is."""
+
 
 class ClearSepSeparationMixin:
     """:meth:`separate` for :class:`ClearSepModel`."""
@@ -63,8 +66,9 @@ class ClearSepSeparationMixin:
             use_bf16: run the network under bfloat16 autocast (the STFTs stay in float32).
             presence_gate: ``"soft"``, ``"hard"`` or ``"none"`` for this call (default ``config.presence_gate``).
 
-        With a presence head (``config.presence_head``) each output is scaled by ``presence_gate``: by its
-        presence probability (``"soft"``), zeroed below 0.5 (``"hard"``) or left as is (``"none"``).
+        With a presence head (``config.presence_head``) each output is scaled by ``presence_gate``: by
+        ``min(1, 2 p)`` of its presence probability ``p`` (``"soft"``: untouched from 0.5 up, faded to zero below),
+        zeroed below 0.5 (``"hard"``) or left as is (``"none"``).
 
         Returns:
             ``np.ndarray`` ``(Q, T)`` float32 at the input's rate and length, or a :class:`ClearSepSeparationOutput`
@@ -138,8 +142,8 @@ def presence_factor(probability: np.ndarray | None, gate: str) -> np.ndarray:
     if probability is None or gate == "none":
         return np.ones(1 if probability is None else len(probability), dtype=np.float32)
     if gate == "hard":
-        return (probability >= 0.5).astype(np.float32)
-    return probability.astype(np.float32)
+        return (probability >= PRESENT).astype(np.float32)
+    return np.minimum(probability / PRESENT, 1.0).astype(np.float32)
 
 
 __all__ = ["ClearSepSeparationMixin"]
