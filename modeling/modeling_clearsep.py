@@ -384,6 +384,7 @@ class ClearSepModel(ClearSepPreTrainedModel):
         batch_size: int = 8,
         chunk_seconds: float | None = None,
         use_bf16: bool = False,
+        return_tensors: str = "np",
     ):
         """Separate the sounds named by ``queries`` from ``audio``.
 
@@ -409,6 +410,8 @@ class ClearSepModel(ClearSepPreTrainedModel):
             chunk_seconds: output length of one chunk of long inputs (default ``config.segment_seconds``). Chunks
                 overlap by the network's receptive field, so the result does not depend on the chunking.
             use_bf16: run the network under bfloat16 autocast (the STFTs stay in float32).
+            return_tensors: ``"np"`` (default), or ``"pt"`` for float32 ``torch.Tensor`` outputs left on the model's
+                device (audio at the model's rate only, without ``return_dict``), e.g. to score them there.
 
         Returns:
             ``np.ndarray`` ``(Q, T)`` float32 at the input's rate and length, or a :class:`ClearSepSeparationOutput`
@@ -422,6 +425,10 @@ class ClearSepModel(ClearSepPreTrainedModel):
         if not all(positive or example for positive, example in zip(positives, examples)):
             raise ValueError("give at least one query per waveform (negative queries only remove from outputs)")
         rate = sampling_rate or self.config.sampling_rate
+        if return_tensors not in ("np", "pt"):
+            raise ValueError(f"return_tensors must be 'np' or 'pt', got {return_tensors!r}")
+        if return_tensors == "pt" and (rate != self.config.sampling_rate or return_dict or return_residual):
+            raise ValueError("return_tensors='pt' returns the outputs alone, for audio at the model's sampling rate")
         extractor = self.feature_extractor
         inputs = extractor(waveforms, sampling_rate=rate)["input_values"]  # mono float32 at the model's rate
         was_training = self.training
@@ -440,8 +447,10 @@ class ClearSepModel(ClearSepPreTrainedModel):
             )
         finally:
             self.train(was_training)
+        if return_tensors == "pt":
+            return outputs[0] if single else outputs
         results = [
-            fit_length(resample(output, self.config.sampling_rate, rate), waveform.shape[-1])
+            fit_length(resample(output.cpu().numpy(), self.config.sampling_rate, rate), waveform.shape[-1])
             for output, waveform in zip(outputs, waveforms, strict=True)
         ]
         if return_dict or return_residual:
@@ -461,9 +470,10 @@ class ClearSepModel(ClearSepPreTrainedModel):
         batch_size: int,
         chunk_seconds: float | None,
         use_bf16: bool,
-    ) -> list[np.ndarray]:
+    ) -> list[torch.Tensor]:
         """Chunked, batched inference over ``extractor``'s chunk plan of ``(Q + N, D)`` query embeddings per clip, the
-        last N negative; chunks of equal length and query counts share forward passes."""
+        last N negative; chunks of equal length and query counts share forward passes. The outputs are overlap-added
+        on the model's device and stay there."""
         crossfade = extractor.chunk_quantum
         work = [
             (clip, chunk)
@@ -471,7 +481,7 @@ class ClearSepModel(ClearSepPreTrainedModel):
             for chunk in extractor.chunk_plan(len(waveform), chunk_seconds)
         ]
         outputs = [
-            np.zeros((len(embeddings) - negative, len(waveform)), dtype=np.float32)
+            torch.zeros((len(embeddings) - negative, len(waveform)), dtype=torch.float32, device=self.device)
             for embeddings, negative, waveform in zip(queries, num_negative, inputs, strict=True)
         ]
         groups: dict[tuple[int, int, int], list] = {}
@@ -484,7 +494,7 @@ class ClearSepModel(ClearSepPreTrainedModel):
                 embeddings = torch.stack([queries[clip] for clip, _ in batch])
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     separated = self._encode_decode(mixtures.to(self.device), embeddings.to(self.device), negative)
-                separated = separated.float().cpu().numpy()
+                separated = separated.float()
                 for (clip, chunk), estimate in zip(batch, separated, strict=True):
                     _add_chunk(outputs[clip], estimate, chunk, crossfade)
         return outputs
@@ -507,7 +517,7 @@ class ClearSepModel(ClearSepPreTrainedModel):
         return torch.cat(parts, dim=1)
 
 
-def _add_chunk(output: np.ndarray, estimate: np.ndarray, chunk: tuple[int, int, int, int], crossfade: int) -> None:
+def _add_chunk(output: torch.Tensor, estimate: torch.Tensor, chunk: tuple[int, int, int, int], crossfade: int) -> None:
     """Overlap-add one chunk's estimate ``(Q, in_end - in_start)`` into ``output`` ``(Q, T)``.
 
     The chunk owns ``[out_start, out_end)``; at each inner boundary ``b`` it fades linearly over
@@ -525,7 +535,8 @@ def _add_chunk(output: np.ndarray, estimate: np.ndarray, chunk: tuple[int, int, 
         weights *= np.clip((positions - (out_start - half)) / crossfade, 0.0, 1.0)
     if out_end < length:
         weights *= 1.0 - np.clip((positions - (out_end - half)) / crossfade, 0.0, 1.0)
-    output[:, low:high] += estimate[:, low - in_start : high - in_start] * weights.astype(np.float32)
+    weights = torch.from_numpy(weights.astype(np.float32)).to(output.device)
+    output[:, low:high] += estimate[:, low - in_start : high - in_start] * weights
 
 
 ClearSepModel.register_for_auto_class("AutoModel")  # save_pretrained ships the code, named in config.auto_map
