@@ -81,6 +81,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rss-seconds", type=float, help="clip length of the RSS corpora (default 2; quick 1)")
     parser.add_argument("--block-size", type=int, help="clips per committed block (default 8; quick 2): several blocks per process")
     parser.add_argument("--batch-size", type=int, default=8, help="the engine's separate batch size")
+    parser.add_argument("--clips-per-batch", type=int, default=1, help="the engine's clips per separate call")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the in-process measurements (see above)")
     parser.add_argument("--null-model", action="store_true", help="only the null-model measurement (see above)")
     parser.add_argument("--null-clips", type=int, help="clips of the null-model corpus (default 256; quick 16)")
@@ -101,7 +102,7 @@ def parse_args() -> argparse.Namespace:
 def build_config(corpus: Path, output: Path, model: Path, args: argparse.Namespace, **overrides):
     from clearsep_data.engine import BuildConfig
 
-    settings = dict(block_size=args.block_size, batch_size=args.batch_size, **overrides)
+    settings = dict(block_size=args.block_size, batch_size=args.batch_size, clips_per_batch=args.clips_per_batch, **overrides)
     return BuildConfig(corpus=str(corpus), output_dir=output, model=str(model), **settings)
 
 
@@ -136,7 +137,7 @@ class StageTimer:
     STAGES = {
         "decode": ("clearsep_data.corpus", "Corpus", "load"),
         "encode": ("clearsep_data.block_writer", None, "encode_audio"),
-        "quality": ("clearsep_data.track_maker", None, "assess"),
+        "quality": ("clearsep_data.quality", "QualitySums", "add"),
         "write": ("clearsep_data.build_folder", "BuildFolder", "commit_block"),
         "finalize": ("clearsep_data.engine", None, "finalize"),
         "model_load": ("clearsep_data.engine", None, "load_model"),
@@ -147,8 +148,8 @@ class StageTimer:
 
     def _timed(self, function, stage):
         def timed(*args, **kwargs):
-            if stage == "model_separate":  # a list of waveforms is the re-separation of a clip's tracks
-                name = "model_reseparate" if isinstance(args[1], (list, tuple)) else "model_separate"
+            if stage == "model_separate":  # the engine re-separates tracks it holds as tensors, separates numpy clips
+                name = "model_reseparate" if torch.is_tensor(args[1][0]) else "model_separate"
             else:
                 name = stage
             start = time.perf_counter()
@@ -263,16 +264,19 @@ class NullSeparator:
     """Stands in for ``ClearSepModel`` in a build: ``separate`` returns at once, with the model's output shapes.
 
     Each query's track is the mixture divided by the number of queries (so the remix is exact and every quality
-    score finite); a list of waveforms gets a list of ``(Q, T)`` arrays, as from the model.
+    score finite); a list of waveforms gets a list of ``(Q, T)`` arrays (tensors with ``return_tensors="pt"``), as
+    from the model.
     """
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, config, feature_extractor):
+        self.config, self.feature_extractor = config, feature_extractor
 
-    def separate(self, audio, queries, sampling_rate=None, **options):
+    def separate(self, audio, queries, sampling_rate=None, return_tensors="np", **options):
         single = not isinstance(audio, (list, tuple))
         waveforms, query_lists = ([audio], [queries]) if single else (list(audio), list(queries))
-        outputs = [np.repeat(np.asarray(wave, np.float32)[None] / len(names), len(names), axis=0) for wave, names in zip(waveforms, query_lists)]
+        outputs = [torch.as_tensor(wave, dtype=torch.float32)[None].repeat(len(names), 1) / len(names)
+                   for wave, names in zip(waveforms, query_lists)]
+        outputs = outputs if return_tensors == "pt" else [output.numpy() for output in outputs]
         return outputs[0] if single else outputs
 
 
@@ -285,7 +289,7 @@ def null_model():
 
     def load_null(model_id, device):
         model, tag = load_model(model_id, device)
-        return NullSeparator(model.config), tag
+        return NullSeparator(model.config, model.feature_extractor), tag
 
     engine.load_model = load_null
     try:
@@ -385,7 +389,7 @@ def measure_null_models(model_dir: Path, args, root: Path) -> dict:
 def build_command(corpus: Path, output: Path, model: Path, args, processes: int) -> list[str]:
     launcher = torchrun(processes) if processes > 1 else [PYTHON]
     return [*launcher, str(Path(__file__).resolve()), "--worker", str(corpus), str(output), str(model),
-            "--block-size", str(args.block_size), "--batch-size", str(args.batch_size)]
+            "--block-size", str(args.block_size), "--batch-size", str(args.batch_size), "--clips-per-batch", str(args.clips_per_batch)]
 
 
 def child_build(corpus: Path, output: Path, model: Path, args, processes: int, threads: int) -> dict:
