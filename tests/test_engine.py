@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 from datasets import load_dataset
+from huggingface_hub import DatasetCard
 
 from clearsep_data import ClearSepConfig, ClearSepModel
 from clearsep_data.block_writer import encode_audio
@@ -92,6 +93,8 @@ def reference_build(corpus, model_dir, tmp_path_factory) -> Path:
 def test_build_writes_a_loadable_dataset_with_quality_fields(reference_build, corpus, model_dir, tmp_path):
     summary = json.loads((reference_build / "build.json").read_text())["summary"]
     assert summary["clips"] == 16 and summary["skipped_clips"] == 0
+    card = (reference_build / "README.md").read_text()
+    assert str(DatasetCard(card)) == card  # written without the card's YAML round trip, the same text
     assert summary["single_source_clips"] + summary["separated_clips"] == 16
     # As users load it (a fresh cache: datasets keys local folders' caches by folder name, see tracks.py).
     dataset = load_dataset(str(reference_build), cache_dir=str(tmp_path / "cache"))
