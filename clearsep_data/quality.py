@@ -31,6 +31,10 @@ class TrackScores:
     leakage_db: float
 
 
+PIECE = 2**18
+"""Samples summed at a time by :meth:`QualitySums.add`."""
+
+
 class QualitySums:
     """The running sums behind a clip's :class:`TrackScores`, added window by window on the tensors' device.
 
@@ -44,8 +48,15 @@ class QualitySums:
         self.samples = 0
 
     def add(self, mixture: torch.Tensor, tracks: torch.Tensor, reseparated: torch.Tensor) -> None:
-        """One window: ``mixture`` (T,), ``tracks`` (Q, T), ``reseparated`` (Q, Q, T), track ``i`` with query ``j`` at ``[i, j]``."""
-        mixture, tracks, reseparated = mixture.double(), tracks.double(), reseparated.double()
+        """One window: ``mixture`` (T,), ``tracks`` (Q, T), ``reseparated`` (Q, Q, T), track ``i`` with query ``j`` at ``[i, j]``.
+
+        Summed in pieces of :data:`PIECE` samples, so that the float64 copies stay small.
+        """
+        for start in range(0, mixture.shape[-1], PIECE):
+            piece = slice(start, start + PIECE)
+            self._add(mixture[piece].double(), tracks[:, piece].double(), reseparated[:, :, piece].double())
+
+    def _add(self, mixture: torch.Tensor, tracks: torch.Tensor, reseparated: torch.Tensor) -> None:
         remix = tracks.sum(0)
         own = reseparated.diagonal(dim1=0, dim2=1).movedim(-1, 0)  # (Q, T)
         window = {
