@@ -157,8 +157,15 @@ class BlockRunner:
                                        self.features, self.maker.sampling_rate))
 
     def _process(self, batch: list[Prepared], writer: Executor, in_flight: deque[Future], on_clip) -> None:
-        """Make the tracks of a batch of rows (in corpus order) and add them to their blocks, committing each finished block."""
-        for prepared, made in zip(batch, self.maker.make(batch)):
+        """Make the tracks of a batch of rows (in corpus order) and add them to their blocks, committing each finished block.
+
+        The rows' decoded audio is let go once made (the tracks hold what they need): an hour-long clip's waveform does
+        not stay in memory while its block is written.
+        """
+        made_rows = self.maker.make(batch)
+        for prepared in batch:
+            prepared.mixture = None
+        for prepared, made in zip(batch, made_rows):
             block = prepared.item.index // self.block_size
             if self._pending is not None and self._pending["block"] != block:
                 self._commit_in_background(writer, self._pending, in_flight)
