@@ -147,9 +147,11 @@ class FlacStream:
         self._file.write(np.clip(waveform, -1.0, 1.0))
 
     def finish(self) -> bytes:
-        """Close the stream; its FLAC bytes."""
+        """Close the stream; its FLAC bytes (the stream's buffer is let go: the bytes are the one copy)."""
         self._file.close()
-        return self._buffer.getvalue()
+        payload = self._buffer.getvalue()
+        self._buffer.close()
+        return payload
 
 
 def encode_flac(waveform: np.ndarray, sampling_rate: int) -> bytes:
