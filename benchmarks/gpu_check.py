@@ -111,7 +111,7 @@ def measure_model(preset: str, args, device: torch.device) -> dict:
 
 
 def null_ceiling(args) -> dict:
-    """The engine's clips/s with an instant separator (0 workers), on 64 demo clips of ``--seconds``."""
+    """The engine's clips/s with an instant separator (0 workers, 8 clips per call), on 64 demo clips of ``--seconds``."""
     from _common import demo_corpus
     from engine import measure_null_model
 
@@ -119,7 +119,7 @@ def null_ceiling(args) -> dict:
         root = Path(folder)
         corpus = demo_corpus(root / "corpus", 16 if args.quick else 64, args.seconds)
         model_dir = save_demo_model(root / "model")
-        settings = argparse.Namespace(repeats=1, block_size=8, batch_size=8)
+        settings = argparse.Namespace(repeats=1, block_size=8, batch_size=8, clips_per_batch=8)
         with stdout_to_stderr():
             return measure_null_model(corpus, model_dir, settings, root)
 

@@ -135,11 +135,30 @@ def _decoding(name: str):
         raise AudioError(name, f"cannot decode audio ({detail.strip()[:160]})") from None
 
 
+class FlacStream:
+    """16-bit FLAC bytes of a mono float waveform (clipped to [-1, 1]) written piece by piece, in bounded memory:
+    the same bytes as one :func:`encode_flac` of the whole waveform."""
+
+    def __init__(self, sampling_rate: int):
+        self._buffer = io.BytesIO()
+        self._file = sf.SoundFile(self._buffer, "w", samplerate=sampling_rate, channels=1, format="FLAC", subtype="PCM_16")
+
+    def write(self, waveform: np.ndarray) -> None:
+        self._file.write(np.clip(waveform, -1.0, 1.0))
+
+    def finish(self) -> bytes:
+        """Close the stream; its FLAC bytes (the stream's buffer is let go: the bytes are the one copy)."""
+        self._file.close()
+        payload = self._buffer.getvalue()
+        self._buffer.close()
+        return payload
+
+
 def encode_flac(waveform: np.ndarray, sampling_rate: int) -> bytes:
     """Encode a mono float waveform as 16-bit FLAC bytes (clipped to [-1, 1])."""
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(waveform, -1.0, 1.0), sampling_rate, format="FLAC", subtype="PCM_16")
-    return buffer.getvalue()
+    stream = FlacStream(sampling_rate)
+    stream.write(waveform)
+    return stream.finish()
 
 
 def decode_flac(payload: bytes) -> tuple[np.ndarray, int]:
@@ -161,6 +180,7 @@ def __getattr__(name: str):
 __all__ = [
     "AudioError",
     "AudioSource",
+    "FlacStream",
     "audio_duration",
     "decode_flac",
     "describe",

@@ -1,7 +1,8 @@
 """Where a build's blocks are FLAC-encoded and written, beside the model: a thread, or writer processes.
 
 The writer processes import this module only (numpy, soundfile, pyarrow, datasets: no torch, no model). Track rows reach them with their audio as waveforms (``{"array", "path"}``, as
-:class:`~clearsep_data.track_maker.TrackMaker` makes them) and leave as FLAC bytes (``{"bytes", "path"}``).
+:class:`~clearsep_data.track_maker.TrackMaker` makes them; a long clip's tracks arrive encoded) and leave as FLAC
+bytes (``{"bytes", "path"}``).
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ def block_writer(processes: int) -> Executor:
 
 
 def encode_audio(rows: list[dict], sampling_rate: int) -> list[dict]:
-    """The rows with their ``audio`` waveform encoded as FLAC bytes."""
-    return [{**row, "audio": {"bytes": encode_flac(row["audio"]["array"], sampling_rate), "path": row["audio"]["path"]}} for row in rows]
+    """The rows with their ``audio`` waveform encoded as FLAC bytes (rows that hold FLAC bytes already stay as they are)."""
+    return [row if "bytes" in row["audio"] else
+            {**row, "audio": {"bytes": encode_flac(row["audio"]["array"], sampling_rate), "path": row["audio"]["path"]}}
+            for row in rows]
 
 
 def write_block(root: Path, number: int, rows_by_split: dict[str, list[dict]], skips: list[Skip], manifest: dict,

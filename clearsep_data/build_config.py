@@ -47,6 +47,9 @@ class BuildConfig:
         "help": "DataLoader worker processes that decode the clips (0: the main process); with workers, as many writer "
                 "processes FLAC-encode and write the blocks, so the main process only runs the model. The dataset is the same."})
     batch_size: int = field(default=8, metadata={"help": "Mixture encodings per model forward."})
+    clips_per_batch: int = field(default=1, metadata={"min": 1,
+        "help": "Clips separated in one model call (their tracks re-separated in one more); with --batch-size at least "
+                "as large, their chunks share forward passes. The dataset is the same up to float rounding."})
     use_bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the model.", "flags": ("--bf16/--no-bf16",)})
 
     def fingerprint(self, model_tag: str, sampling_rate: int, corpus_digest: str) -> dict:
@@ -76,7 +79,8 @@ class BuildConfig:
         """What changes the float results in their last bits: a build resumes only under the same numerics.
 
         PyTorch picks kernels by the thread count (small-batch 1x1 convolutions go to oneDNN only with more
-        than one thread) and by version; the query batch size changes the shapes of the model's matrix products.
+        than one thread) and by version; the batch size and the clips per batch change the shapes of the model's
+        matrix products.
         """
         import torch
 
@@ -88,4 +92,5 @@ class BuildConfig:
             "clearsep_data": clearsep_data.__version__,
             "device": device.type,
             "batch_size": self.batch_size,
+            "clips_per_batch": self.clips_per_batch,
         }

@@ -118,9 +118,9 @@ class Corpus(ABC):
             waveform = load_audio(clip.audio, sampling_rate, 0.0, clip.duration)
         except AudioError as error:
             raise AudioError(name, error.reason) from None
-        if not np.isfinite(waveform).all():
+        peak = float(np.maximum(waveform.max(), -waveform.min()))  # NaN if any sample is; no copy of a long clip
+        if not math.isfinite(peak):
             raise AudioError(name, "audio holds NaN or infinite samples")
-        peak = float(np.abs(waveform).max())
         if peak < 10 ** (SILENCE_PEAK_DBFS / 20):
             level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "digital silence"
             raise AudioError(name, f"audio is silent (peak {level}, below {SILENCE_PEAK_DBFS:g} dBFS)")

@@ -25,7 +25,7 @@ from clearsep_data.build_folder import Block, BuildError, BuildFolder, dataset_c
 from clearsep_data.clip_stream import ClipStream, CorpusEnd, clip_loader
 from clearsep_data.corpus import Clip, Skip, open_corpus
 from clearsep_data.distributed import distributed_state
-from clearsep_data.track_maker import Prepared, TrackMaker, load_model
+from clearsep_data.track_maker import Made, Prepared, TrackMaker, load_model
 from clearsep_data.tracks import (
     ACCEPTED_SPLIT,
     ORIGIN_SEPARATED,
@@ -87,6 +87,8 @@ class BlockRunner:
         self.corpus, self.maker, self.folder, self.features = corpus, maker, folder, features
         self.rank, self.world, self.block_size, self.keep_rejected = rank, world, block_size, keep_rejected
         self.num_workers = num_workers
+        self._pending: dict | None = None
+        """The block being filled."""
         self.done = folder.committed_blocks()
         self.counts: Counter = Counter()
         """This run's counts (:data:`COUNTS`) of the rows this process handled."""
@@ -101,12 +103,14 @@ class BlockRunner:
         Clips are decoded by ``num_workers`` DataLoader workers (:mod:`clearsep_data.clip_stream`) while this process
         runs the model. A finished block is FLAC-encoded and written by the block writer (a thread without workers, as
         many processes as workers with them) while the next ones are processed; at most as many blocks are in flight
-        as there are writers, so memory stays bounded, and a writer's error surfaces at the next block.
+        as there are writers, so memory stays bounded, and a writer's error surfaces at the next block. A batch of
+        ``clips_per_batch`` rows for the model never straddles blocks: a resumed build makes the same batches.
         """
         stream = ClipStream(self.corpus, self.maker, rank=self.rank, world=self.world, block_size=self.block_size,
                             done=set(self.done))
-        pending: dict | None = None
+        self._pending: dict | None = None
         in_flight: deque[Future] = deque()
+        batch: list[Prepared] = []
         rows = 0
         # The decoding workers are forked before the writers start, so that they hold none of the writers' pipes.
         prepared_rows = iter(clip_loader(stream, self.num_workers, self.folder.lock_descriptor))
@@ -115,23 +119,20 @@ class BlockRunner:
                 if isinstance(prepared, CorpusEnd):
                     rows = max(rows, prepared.rows)
                     continue
-                item = prepared.item
-                block = item.index // self.block_size
+                block = prepared.item.index // self.block_size
                 if block in self.done:
-                    self._check_committed(item, block)
+                    self._check_committed(prepared.item, block)
                     continue
-                if pending is not None and pending["block"] != block:
-                    self._commit_in_background(writer, pending, in_flight)
-                    pending = None
-                if pending is None:
-                    self.mine.add(block)
-                    pending = {"block": block, ACCEPTED_SPLIT: [], REJECTED_SPLIT: [], "skips": [], "indexes": [], "sources": [],
-                               "counts": Counter()}
-                self._process(prepared, pending)
-                if on_clip is not None:
-                    on_clip(self)
-            if pending is not None:
-                self._commit_in_background(writer, pending, in_flight)
+                if batch and batch[0].item.index // self.block_size != block:
+                    self._process(batch, writer, in_flight, on_clip)
+                    batch = []
+                batch.append(prepared)
+                if len(batch) == self.maker.clips_per_batch:
+                    self._process(batch, writer, in_flight, on_clip)
+                    batch = []
+            self._process(batch, writer, in_flight, on_clip)
+            if self._pending is not None:
+                self._commit_in_background(writer, self._pending, in_flight)
             while in_flight:
                 in_flight.popleft().result()
         return rows
@@ -155,12 +156,33 @@ class BlockRunner:
         in_flight.append(writer.submit(write_block, self.folder.root, pending["block"], splits, pending["skips"], manifest,
                                        self.features, self.maker.sampling_rate))
 
-    def _process(self, prepared: Prepared, pending: dict) -> None:
-        item = prepared.item
+    def _process(self, batch: list[Prepared], writer: Executor, in_flight: deque[Future], on_clip) -> None:
+        """Make the tracks of a batch of rows (in corpus order) and add them to their blocks, committing each finished block.
+
+        The rows' decoded audio is let go once made (the tracks hold what they need): an hour-long clip's waveform does
+        not stay in memory while its block is written.
+        """
+        made_rows = self.maker.make(batch)
+        for prepared in batch:
+            prepared.mixture = None
+        for prepared, made in zip(batch, made_rows):
+            block = prepared.item.index // self.block_size
+            if self._pending is not None and self._pending["block"] != block:
+                self._commit_in_background(writer, self._pending, in_flight)
+                self._pending = None
+            if self._pending is None:
+                self.mine.add(block)
+                self._pending = {"block": block, ACCEPTED_SPLIT: [], REJECTED_SPLIT: [], "skips": [], "indexes": [],
+                                 "sources": [], "counts": Counter()}
+            self._add(prepared.item, made, self._pending)
+            if on_clip is not None:
+                on_clip(self)
+
+    def _add(self, item: Clip | Skip, made: Made, pending: dict) -> None:
         pending["indexes"].append(item.index)
         pending["sources"].append(source_stamp(item))
         counts = Counter(clips=1)
-        accepted, rejected, skip = self.maker.make(prepared)
+        accepted, rejected, skip = made
         if skip is not None:
             pending["skips"].append(skip)
             counts["skipped"] += 1
@@ -304,6 +326,7 @@ def build(config: BuildConfig, *, overwrite: bool = False, progress: bool = True
         sampling_rate=config.sampling_rate,
         batch_size=config.batch_size,
         use_bf16=config.use_bf16,
+        clips_per_batch=config.clips_per_batch,
     )
     fingerprint = config.fingerprint(tag, maker.sampling_rate, corpus.content_digest())
     folder = BuildFolder(config.output_dir)

@@ -1,8 +1,15 @@
-"""One clip in, scored tracks out: query selection, separation, reference-free quality, thresholds.
+"""Clips in, scored tracks out: query selection, separation, reference-free quality, thresholds.
 
 A clip whose labels reduce to one query (the ontology's mutually exclusive reduction) is kept whole; a
 multi-event clip is separated once per query, each track re-separated with every query of its clip for
 the per-track checks (:mod:`clearsep_data.quality`), and judged by :class:`~clearsep_data.filtering.Thresholds`.
+
+Several clips go through one ``separate`` call (``clips_per_batch``), and their tracks through one re-separation;
+the outputs stay on the model's device until they are scored. A clip longer than ``window_chunks`` of the model's
+chunks is processed window by window, in bounded memory: each window is separated with twice the model's chunk
+context on each side and its tracks (with one context) re-separated, so that the window equals that part of the
+whole clip's separation up to float rounding; its quality sums are added (:class:`~clearsep_data.quality.QualitySums`)
+and its tracks FLAC-encoded (:class:`~clearsep_data.audio.FlacStream`) before the next window.
 
 The work is cut in two so that the CPU side runs beside the model: :meth:`TrackMaker.prepare` chooses the queries
 and decodes the clip (in DataLoader workers, :mod:`clearsep_data.clip_stream`), :meth:`TrackMaker.make` separates
@@ -14,17 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from clearsep_data.audio import AudioError
+from clearsep_data.audio import AudioError, FlacStream
 from clearsep_data.corpus import Clip, Skip
 from clearsep_data.filtering import Thresholds
 from clearsep_data.ontology import Ontology
-from clearsep_data.quality import assess
+from clearsep_data.quality import QualitySums
 from clearsep_data.tracks import ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE, track_id
 
 
@@ -75,10 +83,31 @@ class Prepared:
     skip: Skip | None = None
 
 
-class TrackMaker:
-    """Turns one clip into track rows (accepted and rejected) or a :class:`Skip`.
+Made = tuple[list[dict], list[dict], Skip | None]
+"""What a clip becomes: ``(accepted_rows, rejected_rows, skip)``."""
 
-    Rows hold their audio as a waveform (``{"array", "path"}``) until :func:`encode_audio`.
+WINDOW_CHUNKS = 8
+"""A clip longer than this many of the model's inference chunks is separated, scored and encoded window by window."""
+
+
+@dataclass
+class _Separation:
+    """A multi-event clip on its way through the model: its windows ``(start, end)``, sums and tracks so far."""
+
+    index: int
+    prepared: Prepared
+    windows: list[tuple[int, int]]
+    sums: QualitySums = field(default_factory=QualitySums)
+    tracks: list = field(default_factory=list)
+    """Per query: the waveform (one window) or its :class:`FlacStream` (several)."""
+    not_finite: list[str] = field(default_factory=list)
+
+
+class TrackMaker:
+    """Turns clips into track rows (accepted and rejected) or :class:`Skip` rows.
+
+    Rows hold their audio as a waveform (``{"array", "path"}``) until :func:`encode_audio`, or as FLAC bytes
+    (``{"bytes", "path"}``) when their clip was separated window by window.
     """
 
     def __init__(
@@ -92,6 +121,8 @@ class TrackMaker:
         sampling_rate: int = 16000,
         batch_size: int = 8,
         use_bf16: bool = False,
+        clips_per_batch: int = 1,
+        window_chunks: int = WINDOW_CHUNKS,
     ):
         """``sampling_rate`` is the tracks' rate when there is no model (otherwise the model's rate)."""
         self.ontology = ontology
@@ -103,13 +134,18 @@ class TrackMaker:
         self.sampling_rate = model.config.sampling_rate if model is not None else sampling_rate
         # The clip's labels say its sounds are present: tracks and their scores come from the masks, ungated.
         self.separate_options = dict(
-            sampling_rate=self.sampling_rate, batch_size=batch_size, use_bf16=use_bf16, presence_gate="none"
+            sampling_rate=self.sampling_rate, batch_size=batch_size, use_bf16=use_bf16, presence_gate="none",
+            return_tensors="pt",
         )
         self.thresholds_json = self.thresholds.to_json()
+        self.clips_per_batch = clips_per_batch
+        if model is not None:
+            extractor = model.feature_extractor
+            self.window, self.context = window_chunks * extractor.chunk_length, extractor.chunk_context
 
-    def __call__(self, clip: Clip, corpus) -> tuple[list[dict], list[dict], Skip | None]:
+    def __call__(self, clip: Clip, corpus) -> Made:
         """``(accepted_rows, rejected_rows, skip)`` for one clip."""
-        return self.make(self.prepare(clip, corpus))
+        return self.make([self.prepare(clip, corpus)])[0]
 
     def prepare(self, item: Clip | Skip, corpus) -> Prepared:
         """Choose the clip's queries and decode its audio (no model involved)."""
@@ -131,34 +167,106 @@ class TrackMaker:
             return Prepared(item, skip=self._skip(item, error.reason))
         return Prepared(item, tuple(selection.queries), mixture)
 
-    def make(self, prepared: Prepared) -> tuple[list[dict], list[dict], Skip | None]:
-        """``(accepted_rows, rejected_rows, skip)`` of a prepared row: kept whole, or separated and judged."""
-        if prepared.skip is not None:
-            return [], [], prepared.skip
-        clip, queries = prepared.item, prepared.queries
-        if len(queries) == 1:
-            return [self._row(clip, queries[0], prepared.mixture, origin=ORIGIN_SINGLE_SOURCE)], [], None
-        return self._separate(clip, list(queries), prepared.mixture)
+    def make(self, batch: list[Prepared]) -> list[Made]:
+        """What each prepared row becomes, in order: kept whole, or separated and judged (``clips_per_batch`` clips
+        per model call)."""
+        made: list[Made | None] = [None] * len(batch)
+        separations = []
+        for index, prepared in enumerate(batch):
+            if prepared.skip is not None:
+                made[index] = ([], [], prepared.skip)
+            elif len(prepared.queries) == 1:
+                made[index] = ([self._row(prepared.item, prepared.queries[0], prepared.mixture, origin=ORIGIN_SINGLE_SOURCE)], [], None)
+            else:
+                separations.append(_Separation(index, prepared, self._windows(len(prepared.mixture))))
+        for group in self._groups(separations):
+            self._separate(group)
+        for separation in separations:
+            made[separation.index] = self._judge(separation)
+        return made
 
-    def _separate(self, clip: Clip, queries: list[str], mixture: np.ndarray):
-        tracks = self.model.separate(mixture, queries, **self.separate_options)
-        bad = [query for query, track in zip(queries, tracks) if not np.isfinite(track).all()]
-        if bad:
-            return [], [], self._skip(clip, f"model output is not finite (NaN/inf) for {', '.join(bad)}")
-        reseparated = np.stack(self.model.separate(list(tracks), [queries] * len(queries), **self.separate_options))
-        scores = assess(torch.from_numpy(mixture), torch.from_numpy(tracks), torch.from_numpy(reseparated))
+    def _windows(self, length: int) -> list[tuple[int, int]]:
+        return [(start, min(start + self.window, length)) for start in range(0, length, self.window)]
+
+    def _groups(self, separations: list[_Separation]) -> Iterator[list[tuple[_Separation, tuple[int, int]]]]:
+        """Model calls: up to ``clips_per_batch`` one-window clips each, or one window of a longer clip."""
+        group = []
+        for separation in separations:
+            if len(separation.windows) > 1:
+                yield from ([(separation, window)] for window in separation.windows)
+                continue
+            group.append((separation, separation.windows[0]))
+            if len(group) == self.clips_per_batch:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def _separate(self, group: list[tuple[_Separation, tuple[int, int]]]) -> None:
+        """Separate, re-separate and score one window of each clip of ``group``; keep its tracks."""
+        group = [(separation, window) for separation, window in group if not separation.not_finite]
+        if not group:
+            return
+        spans = [self._spans(len(separation.prepared.mixture), *window) for separation, window in group]
+        outputs = self.model.separate(
+            [separation.prepared.mixture[lo:hi] for (separation, _), ((lo, hi), _) in zip(group, spans)],
+            [list(separation.prepared.queries) for separation, _ in group], **self.separate_options)
+        tracks, ready = [], []
+        for (separation, window), ((lo, _), (start, end)), output in zip(group, spans, outputs):
+            output = output[:, start - lo : end - lo]  # the tracks over the window and its context
+            separation.not_finite = [query for query, track in zip(separation.prepared.queries, output) if not torch.isfinite(track).all()]
+            if not separation.not_finite:
+                tracks.append(output)
+                ready.append((separation, window, start))
+        if not ready:
+            return
+        reseparated = iter(self.model.separate(
+            [track for output in tracks for track in output],
+            [list(separation.prepared.queries) for separation, _, _ in ready for _ in separation.prepared.queries],
+            **self.separate_options))
+        for (separation, (first, last), start), output in zip(ready, tracks):
+            queries = len(output)
+            window = slice(first - start, last - start)
+            again = torch.stack([next(reseparated)[:, window] for _ in range(queries)])
+            mixture = torch.from_numpy(separation.prepared.mixture[first:last]).to(output.device)
+            separation.sums.add(mixture, output[:, window], again)
+            self._keep(separation, output[:, window].cpu().numpy())
+
+    def _spans(self, length: int, first: int, last: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The mixture to separate and the tracks to re-separate for the window ``[first, last)`` of a clip: the window
+        with two and one chunk contexts on each side (within the clip)."""
+        context = self.context if last - first < length else 0
+        return ((max(0, first - 2 * context), min(length, last + 2 * context)),
+                (max(0, first - context), min(length, last + context)))
+
+    def _keep(self, separation: _Separation, window_tracks: np.ndarray) -> None:
+        if len(separation.windows) == 1:
+            separation.tracks = list(window_tracks)
+            return
+        if not separation.tracks:
+            separation.tracks = [FlacStream(self.sampling_rate) for _ in window_tracks]
+        for stream, track in zip(separation.tracks, window_tracks):
+            stream.write(track)
+
+    def _judge(self, separation: _Separation) -> Made:
+        clip, queries = separation.prepared.item, separation.prepared.queries
+        if separation.not_finite:
+            return [], [], self._skip(clip, f"model output is not finite (NaN/inf) for {', '.join(separation.not_finite)}")
+        scores = separation.sums.scores()
         if not (math.isfinite(scores[0].re_sdr) and math.isfinite(scores[0].re_sisdr)):
             return [], [], self._skip(clip, "remix scores are not finite")
         accepted, rejected = [], []
-        for query, track, track_scores, reason in zip(queries, tracks, scores, self.thresholds.judge(scores)):
+        audio = [track.finish() if isinstance(track, FlacStream) else track for track in separation.tracks]
+        for query, track, track_scores, reason in zip(queries, audio, scores, self.thresholds.judge(scores)):
             row = self._row(clip, query, track, origin=ORIGIN_SEPARATED, reject_reason=reason, **asdict(track_scores))
             (rejected if reason else accepted).append(row)
         return accepted, rejected, None
 
-    def _row(self, clip: Clip, label: str, waveform: np.ndarray, origin: str, reject_reason: str = "", **scores) -> dict:
+    def _row(self, clip: Clip, label: str, audio: np.ndarray | bytes, origin: str, reject_reason: str = "", **scores) -> dict:
+        """A track row; ``audio`` is its waveform or, from a clip separated window by window, its FLAC bytes."""
         identifier = track_id(clip.clip_id, clip.start_seconds, label)
         return {
-            "audio": {"array": waveform, "path": f"{identifier}.flac"},
+            "audio": {"bytes" if isinstance(audio, bytes) else "array": audio, "path": f"{identifier}.flac"},
             "track_id": identifier,
             "clip_id": clip.clip_id,
             "start_seconds": clip.start_seconds,

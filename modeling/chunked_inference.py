@@ -26,11 +26,11 @@ def separate_chunks(
     batch_size: int,
     chunk_seconds: float | None,
     use_bf16: bool,
-) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+) -> tuple[list[torch.Tensor], list[np.ndarray | None]]:
     """``model``'s chunked, batched inference over ``extractor``'s chunk plan of ``(Q + N, D)`` query embeddings per
     clip, the last N negative; chunks of equal length and query counts share forward passes.
 
-    Returns each clip's outputs ``(Q, T)`` and, with the presence head, its pooled head features ``(Q, C)``: the
+    Returns each clip's outputs ``(Q, T)``, overlap-added on the model's device and left there, and, with the presence head, its pooled head features ``(Q, C)``: the
     maximum over its chunks (a sound is present where any chunk holds it).
     """
     crossfade = extractor.chunk_quantum
@@ -40,7 +40,7 @@ def separate_chunks(
         for chunk in extractor.chunk_plan(len(waveform), chunk_seconds)
     ]
     outputs = [
-        np.zeros((len(embeddings) - negative, len(waveform)), dtype=np.float32)
+        torch.zeros((len(embeddings) - negative, len(waveform)), dtype=torch.float32, device=model.device)
         for embeddings, negative, waveform in zip(queries, num_negative, inputs, strict=True)
     ]
     pooled: list[np.ndarray | None] = [None] * len(inputs)
@@ -56,7 +56,7 @@ def separate_chunks(
                 separated, features = encode_decode(
                     model, mixtures.to(model.device), embeddings.to(model.device), negative
                 )
-            separated = separated.float().cpu().numpy()
+            separated = separated.float()
             for index, ((clip, chunk), estimate) in enumerate(zip(batch, separated, strict=True)):
                 add_chunk(outputs[clip], estimate, chunk, crossfade)
                 if features is not None:
@@ -88,7 +88,7 @@ def encode_decode(
     return torch.cat(parts, dim=1), features
 
 
-def add_chunk(output: np.ndarray, estimate: np.ndarray, chunk: tuple[int, int, int, int], crossfade: int) -> None:
+def add_chunk(output: torch.Tensor, estimate: torch.Tensor, chunk: tuple[int, int, int, int], crossfade: int) -> None:
     """Overlap-add one chunk's estimate ``(Q, in_end - in_start)`` into ``output`` ``(Q, T)``.
 
     The chunk owns ``[out_start, out_end)``; at each inner boundary ``b`` it fades linearly over
@@ -106,7 +106,8 @@ def add_chunk(output: np.ndarray, estimate: np.ndarray, chunk: tuple[int, int, i
         weights *= np.clip((positions - (out_start - half)) / crossfade, 0.0, 1.0)
     if out_end < length:
         weights *= 1.0 - np.clip((positions - (out_end - half)) / crossfade, 0.0, 1.0)
-    output[:, low:high] += estimate[:, low - in_start : high - in_start] * weights.astype(np.float32)
+    weights = torch.from_numpy(weights.astype(np.float32)).to(output.device)
+    output[:, low:high] += estimate[:, low - in_start : high - in_start] * weights
 
 
 __all__ = ["add_chunk", "encode_decode", "separate_chunks"]

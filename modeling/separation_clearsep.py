@@ -38,6 +38,7 @@ class ClearSepSeparationMixin:
         chunk_seconds: float | None = None,
         use_bf16: bool = False,
         presence_gate: str | None = None,
+        return_tensors: str = "np",
     ):
         """Separate the sounds named by ``queries`` from ``audio``.
 
@@ -65,6 +66,8 @@ class ClearSepSeparationMixin:
                 overlap by the network's receptive field, so the result does not depend on the chunking.
             use_bf16: run the network under bfloat16 autocast (the STFTs stay in float32).
             presence_gate: ``"soft"``, ``"hard"`` or ``"none"`` for this call (default ``config.presence_gate``).
+            return_tensors: ``"np"`` (default), or ``"pt"`` for float32 ``torch.Tensor`` outputs left on the model's
+                device (audio at the model's rate only, without ``return_dict``), e.g. to score them there.
 
         With a presence head (``config.presence_head``) each output is scaled by ``presence_gate``: by
         ``min(1, 2 p)`` of its presence probability ``p`` (``"soft"``: untouched from 0.5 up, faded to zero below),
@@ -85,6 +88,10 @@ class ClearSepSeparationMixin:
         if not all(positive or example for positive, example in zip(positives, examples)):
             raise ValueError("give at least one query per waveform (negative queries only remove from outputs)")
         rate = sampling_rate or self.config.sampling_rate
+        if return_tensors not in ("np", "pt"):
+            raise ValueError(f"return_tensors must be 'np' or 'pt', got {return_tensors!r}")
+        if return_tensors == "pt" and (rate != self.config.sampling_rate or return_dict or return_residual):
+            raise ValueError("return_tensors='pt' returns the outputs alone, for audio at the model's sampling rate")
         extractor = self.feature_extractor
         inputs = extractor(waveforms, sampling_rate=rate)["input_values"]  # mono float32 at the model's rate
         was_training = self.training
@@ -109,15 +116,17 @@ class ClearSepSeparationMixin:
         finally:
             self.train(was_training)
         outputs = [
-            gather_queries(output * presence_factor(probability, gate)[:, None], owner)
+            gather_queries(output * torch.from_numpy(presence_factor(probability, gate)).to(output.device)[:, None], owner)
             for output, probability, owner in zip(outputs, presence, owners, strict=True)
         ]
         presence = [
             None if probability is None else gather_probabilities(probability, owner)
             for probability, owner in zip(presence, owners, strict=True)
         ]
+        if return_tensors == "pt":
+            return outputs[0] if single else outputs
         results = [
-            fit_length(resample(output, self.config.sampling_rate, rate), waveform.shape[-1])
+            fit_length(resample(output.cpu().numpy(), self.config.sampling_rate, rate), waveform.shape[-1])
             for output, waveform in zip(outputs, waveforms, strict=True)
         ]
         if return_dict or return_residual:

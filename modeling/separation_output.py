@@ -49,11 +49,10 @@ def separation_output(
     )
 
 
-def gather_queries(items: np.ndarray, owners: list[int]) -> np.ndarray:
+def gather_queries(items: torch.Tensor, owners: list[int]) -> torch.Tensor:
     """Per query, the sum of the rows of ``items`` ``(N, T)`` that ``owners`` (one query index per row) assign to it."""
-    gathered = np.zeros((max(owners, default=-1) + 1, items.shape[-1]), dtype=items.dtype)
-    np.add.at(gathered, np.asarray(owners, dtype=np.int64), items)
-    return gathered
+    index = torch.as_tensor(owners, dtype=torch.long, device=items.device)
+    return items.new_zeros((max(owners, default=-1) + 1, items.shape[-1])).index_add_(0, index, items)
 
 
 def gather_probabilities(probabilities: np.ndarray, owners: list[int]) -> np.ndarray:

@@ -17,18 +17,22 @@ import pytest
 import soundfile as sf
 import torch
 from datasets import load_dataset
+from huggingface_hub import DatasetCard
 
 from clearsep_data import ClearSepConfig, ClearSepModel
-from clearsep_data.demo_corpus import generate_demo_corpus, label_vocabulary
+from clearsep_data.block_writer import encode_audio
+from clearsep_data.corpus import Clip
+from clearsep_data.demo_corpus import demo_ontology, generate_demo_corpus, label_vocabulary
 from clearsep_data.engine import BuildConfig, BuildError, build
 from clearsep_data.filtering import Thresholds
+from clearsep_data.track_maker import Prepared, TrackMaker
 from clearsep_data.tracks import load_tracks, track_features
 from hubserver import free_port
 
 RATE = 8000
 SECONDS = 2.0
 # Lenient thresholds so that an untrained model still yields both accepted and rejected tracks.
-LENIENT = Thresholds(min_re_sdr=-100, min_re_sisdr=-100, min_energy_ratio=-60, min_consistency_sisdr=-100, max_leakage_db=100)
+LENIENT = Thresholds(min_re_sdr=-100.0, min_re_sisdr=-100.0, min_energy_ratio=-60.0, min_consistency_sisdr=-100.0, max_leakage_db=100.0)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +93,8 @@ def reference_build(corpus, model_dir, tmp_path_factory) -> Path:
 def test_build_writes_a_loadable_dataset_with_quality_fields(reference_build, corpus, model_dir, tmp_path):
     summary = json.loads((reference_build / "build.json").read_text())["summary"]
     assert summary["clips"] == 16 and summary["skipped_clips"] == 0
+    card = (reference_build / "README.md").read_text()
+    assert str(DatasetCard(card)) == card  # written without the card's YAML round trip, the same text
     assert summary["single_source_clips"] + summary["separated_clips"] == 16
     # As users load it (a fresh cache: datasets keys local folders' caches by folder name, see tracks.py).
     dataset = load_dataset(str(reference_build), cache_dir=str(tmp_path / "cache"))
@@ -212,22 +218,81 @@ def test_killed_launcher_stops_its_workers_and_one_process_resumes_two(corpus, m
         assert read_split(output, split) == read_split(reference_build, split)
 
 
+QUALITY_FIELDS = ("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db")
+
+
+def assert_same_tracks_within_rounding(ours: list[dict], theirs: list[dict]) -> None:
+    """The same tracks in the same order, audio within 1 LSB of 16-bit audio and quality fields within 1e-3 dB."""
+    assert [row["track_id"] for row in ours] == [row["track_id"] for row in theirs]
+    for mine, reference in zip(ours, theirs):
+        assert {key: value for key, value in mine.items() if key not in ("audio", "reject_reason", *QUALITY_FIELDS)} == {
+            key: value for key, value in reference.items() if key not in ("audio", "reject_reason", *QUALITY_FIELDS)}
+        for field in QUALITY_FIELDS:
+            if reference[field] is not None:
+                assert abs(mine[field] - reference[field]) <= 1e-3, (field, mine["track_id"])
+        audio = sf.read(io.BytesIO(mine["audio"]["bytes"]), dtype="int16")[0].astype(np.int32)
+        expected = sf.read(io.BytesIO(reference["audio"]["bytes"]), dtype="int16")[0].astype(np.int32)
+        assert np.abs(audio - expected).max() <= 1, mine["track_id"]
+
+
 def test_builds_under_other_thread_counts_agree_within_rounding(corpus, model_dir, reference_build, tmp_path):
     """Thread counts pick other kernels: not bit-identical, but within 1 LSB of 16-bit audio and 1e-3 dB."""
     output = tmp_path / "two-threads"
     result = run_cli(*build_args(corpus, model_dir, output), env_extra={"OMP_NUM_THREADS": "2"})
     assert result.returncode == 0, result.stderr
-    fields = ("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db")
     for split in ("train", "rejected"):
-        ours, theirs = read_split(output, split), read_split(reference_build, split)
-        assert [row["track_id"] for row in ours] == [row["track_id"] for row in theirs]
-        for mine, reference in zip(ours, theirs):
-            for field in fields:
-                if reference[field] is not None:
-                    assert abs(mine[field] - reference[field]) <= 1e-3, (field, mine["track_id"])
-            audio = sf.read(io.BytesIO(mine["audio"]["bytes"]), dtype="int16")[0].astype(np.int32)
-            expected = sf.read(io.BytesIO(reference["audio"]["bytes"]), dtype="int16")[0].astype(np.int32)
-            assert np.abs(audio - expected).max() <= 1, mine["track_id"]
+        assert_same_tracks_within_rounding(read_split(output, split), read_split(reference_build, split))
+
+
+def test_clips_per_batch_gives_the_same_dataset_within_rounding_and_resumes(corpus, model_dir, reference_build, tmp_path,
+                                                                           one_thread):
+    """4 clips per model call give the rows of 1 clip per call, in the same order, within rounding (other batch shapes,
+    other kernels); batches stay within blocks of 3, so a build killed half-way resumes to the uninterrupted result."""
+
+    def config(output: Path, clips_per_batch: int) -> BuildConfig:
+        return BuildConfig(corpus=str(corpus), output_dir=output, model=str(model_dir), block_size=3, thresholds=LENIENT,
+                           clips_per_batch=clips_per_batch)
+
+    batched = tmp_path / "batched"
+    build(config(batched, 4), progress=False)
+    for split in ("train", "rejected"):
+        assert_same_tracks_within_rounding(read_split(batched, split), read_split(reference_build, split))
+    assert (batched / "skips.jsonl").read_text() == (reference_build / "skips.jsonl").read_text()
+    output = tmp_path / "resumed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "clearsep_data", *build_args(corpus, model_dir, output, "--clips-per-batch", "4")],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = output / ".clearsep-build"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(work.glob("block-*"))) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 2 <= len(list(work.glob("block-*"))) < 6, "the build should have been killed half-way"
+    with pytest.raises(BuildError, match="clips_per_batch 4 then, 2 now"):
+        build(config(output, 2), progress=False)
+    build(config(output, 4), progress=False)
+    for split in ("train", "rejected"):
+        assert read_split(output, split) == read_split(batched, split)
+
+
+def test_a_long_clip_separated_window_by_window_equals_the_whole_clip(model_dir):
+    """A 9 s clip in 5 windows of one model chunk (streamed: tracks FLAC-encoded and scores summed window by window)
+    gives the tracks and scores of the clip separated whole, within rounding."""
+    model = ClearSepModel.from_pretrained(model_dir).eval()
+    rng = np.random.default_rng(0)
+    mixture = (rng.standard_normal(9 * RATE) * 0.1).astype(np.float32)
+    clip = Clip(index=0, clip_id="abcdefghijk", start_seconds=0.0, end_seconds=9.0, labels=("/m/09x0r", "/m/05tny_", "/m/03kmc9"),
+                audio="x.flac", where="segments.csv:4")
+    prepared = Prepared(clip, ("/m/09x0r", "/m/05tny_", "/m/03kmc9"), mixture)
+    whole = TrackMaker(demo_ontology(), model, "m@0", thresholds=LENIENT).make([prepared])[0]
+    streamed_maker = TrackMaker(demo_ontology(), model, "m@0", thresholds=LENIENT, window_chunks=1)
+    assert len(streamed_maker._windows(len(mixture))) == 5
+    streamed = streamed_maker.make([prepared])[0]
+    assert whole[2] is None and streamed[2] is None
+    encoded = encode_audio(whole[0] + whole[1], RATE)
+    assert all("bytes" in row["audio"] for row in streamed[0] + streamed[1])
+    assert_same_tracks_within_rounding(streamed[0] + streamed[1], encoded)
 
 
 def is_running(pid: int) -> bool:

@@ -34,15 +34,16 @@ def tiny_model() -> ClearSepModel:
 
 def test_null_separator_returns_the_model_shapes():
     model = tiny_model()
-    null = engine_benchmark.NullSeparator(model.config)
+    null = engine_benchmark.NullSeparator(model.config, model.feature_extractor)
     names = list(model.config.id2label.values())
     clip = np.random.default_rng(0).standard_normal(int(1.5 * RATE)).astype(np.float32)
     for audio, queries in ((clip, names[:2]), ([clip, clip[:RATE]], [names[:3], names[:2]])):
-        expected, got = model.separate(audio, queries), null.separate(audio, queries)
-        if isinstance(expected, list):
-            assert [a.shape for a in got] == [a.shape for a in expected] and all(a.dtype == np.float32 for a in got)
-        else:
-            assert got.shape == expected.shape and got.dtype == expected.dtype
+        for tensors in ("np", "pt"):
+            expected, got = model.separate(audio, queries, return_tensors=tensors), null.separate(audio, queries, return_tensors=tensors)
+            if isinstance(expected, list):
+                assert [(type(a), a.shape, a.dtype) for a in got] == [(type(a), a.shape, a.dtype) for a in expected]
+            else:
+                assert (type(got), got.shape, got.dtype) == (type(expected), expected.shape, expected.dtype)
     np.testing.assert_allclose(null.separate(clip, names[:2]).sum(0), clip, rtol=1e-6)
 
 
@@ -51,7 +52,7 @@ def test_null_model_build_reports_clips_per_second_and_stage_times(tmp_path):
     generate_demo_corpus(corpus, clips=6, eval_clips=1, seed=2, sampling_rate=RATE, seconds=1.0)
     model_dir = tmp_path / "model"
     tiny_model().save_pretrained(model_dir)
-    args = argparse.Namespace(repeats=1, block_size=2, batch_size=8)
+    args = argparse.Namespace(repeats=1, block_size=2, batch_size=8, clips_per_batch=4)
     report = engine_benchmark.measure_null_model(corpus, model_dir, args, tmp_path)
     assert report["former_merge_ms_per_track"] > 0 and report["publish_ms_per_track"] > 0
     assert report["clips"] == 6 and report["separated_clips"] > 0 and report["clips_per_second"] > 0

@@ -223,6 +223,20 @@ def test_multi_query_and_multi_clip_batching_equal_one_by_one():
     np.testing.assert_allclose(batched[2], together[2:3], atol=1e-5)
 
 
+def test_tensor_outputs_stay_on_the_model_device_and_equal_the_arrays():
+    model = tiny_model()
+    audio = waveform(5.0)  # 3 chunks, overlap-added on the model's device
+    tensors = model.separate([audio, audio[:RATE]], [["Speech", "Bark"], ["Bark"]], return_tensors="pt")
+    arrays = model.separate([audio, audio[:RATE]], [["Speech", "Bark"], ["Bark"]])
+    for tensor, array in zip(tensors, arrays):
+        assert torch.is_tensor(tensor) and tensor.device == model.device and tensor.dtype == torch.float32
+        np.testing.assert_array_equal(tensor.cpu().numpy(), array)
+    with pytest.raises(ValueError, match="model's sampling rate"):
+        model.separate(audio, ["Speech"], sampling_rate=2 * RATE, return_tensors="pt")
+    with pytest.raises(ValueError, match="'np' or 'pt'"):
+        model.separate(audio, ["Speech"], return_tensors="tf")
+
+
 def test_separate_any_rate_stereo_and_tensor_input():
     model = tiny_model()
     stereo = waveform(1.3, rate=44100, channels=2)

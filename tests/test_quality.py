@@ -12,7 +12,8 @@ import torch
 from clearsep_data.corpus import Clip
 from clearsep_data.filtering import Thresholds, ThresholdsError
 from clearsep_data.ontology import Ontology
-from clearsep_data.quality import TrackScores, assess
+from clearsep_data.metrics import energy_db, sdr, si_sdr
+from clearsep_data.quality import QualitySums, TrackScores, assess
 from clearsep_data.track_maker import TrackMaker
 
 RATE = 8000
@@ -57,6 +58,25 @@ def test_leakage_is_the_loudest_other_query():
     assert leakage[2] < -70  # silence from both other queries
 
 
+def test_scores_from_sums_are_the_metrics_of_the_whole_clip_whatever_the_windows():
+    generator = torch.Generator().manual_seed(0)
+    mixture = torch.randn(3 * RATE, generator=generator) * 0.3 + 0.01  # an offset: SI-SDR centres both signals
+    tracks = torch.stack([mixture * 0.6, mixture * 0.3]) + torch.randn(2, 3 * RATE, generator=generator) * 0.02
+    reseparated = tracks[:, None, :] * torch.tensor([[0.9, 0.05], [0.2, 1.1]])[..., None] + torch.randn(2, 2, 3 * RATE, generator=generator) * 0.01
+    whole = assess(mixture, tracks, reseparated)
+    own = reseparated.diagonal(dim1=0, dim2=1).T
+    leakage = [float(energy_db(reseparated[0, 1], tracks[0])), float(energy_db(reseparated[1, 0], tracks[1]))]
+    expected = zip(energy_db(tracks, mixture.expand_as(tracks)).tolist(), si_sdr(tracks, own).tolist(), leakage)
+    for track, (energy, consistency, leak) in zip(whole, expected):
+        assert track.re_sdr == pytest.approx(float(sdr(mixture, tracks.sum(0))), abs=1e-4)
+        assert track.re_sisdr == pytest.approx(float(si_sdr(mixture, tracks.sum(0))), abs=1e-4)
+        assert (track.energy_ratio, track.consistency_sisdr, track.leakage_db) == pytest.approx((energy, consistency, leak), abs=1e-4)
+    sums = QualitySums()
+    for window in (slice(0, 5000), slice(5000, 5001), slice(5001, 3 * RATE)):
+        sums.add(mixture[window], tracks[:, window], reseparated[:, :, window])
+    assert [tuple(vars(track).values()) for track in sums.scores()] == [pytest.approx(tuple(vars(track).values()), abs=1e-9) for track in whole]
+
+
 def test_thresholds_from_json_and_toml(tmp_path: Path):
     (tmp_path / "t.json").write_text(json.dumps({"min_re_sdr": 12, "max_leakage_db": -15.5}))
     (tmp_path / "t.toml").write_text("min_re_sisdr = 8.0\n")
@@ -97,12 +117,12 @@ class FakeSeparator:
 
     def __init__(self, behaviour):
         self.config = SimpleNamespace(label_mids=["/m/05tny_", "/m/09x0r", "/m/03kmc9"], sampling_rate=RATE)
+        self.feature_extractor = SimpleNamespace(chunk_length=10 * RATE, chunk_context=0)  # clips fit one window
         self.behaviour = behaviour
 
-    def separate(self, audio, queries, sampling_rate=None, **_):
-        if isinstance(audio, list):
-            return [self.behaviour(np.asarray(clip), list(q)) for clip, q in zip(audio, queries)]
-        return self.behaviour(np.asarray(audio), list(queries))
+    def separate(self, audio, queries, sampling_rate=None, return_tensors="np", **_):
+        outputs = [self.behaviour(np.asarray(clip), list(q)) for clip, q in zip(audio, queries)]
+        return [torch.from_numpy(output) for output in outputs] if return_tensors == "pt" else outputs
 
 
 class OneClipCorpus:

@@ -6,6 +6,7 @@ receives the fields' values as the dict ``config``. A field's ``metadata`` gives
 
 * ``help`` (required), and ``panel``: the option's help and ``rich_help_panel``;
 * ``flags``: option names other than the field's own (``("--bf16/--no-bf16",)`` for ``use_bf16``);
+* ``min``: the smallest value of a number option;
 * ``cli``: ``False`` keeps the field off the command line; a tuple names parameters of ``func`` that give the field
   in another shape (``("snr_low", "snr_high")`` for ``snr_db``); these stand in the field's place in ``--help``.
 """
@@ -42,7 +43,8 @@ def field_parameter(f: dataclasses.Field, annotation: Any) -> inspect.Parameter:
     """The typer option of one field: ``str | None`` fields (``None`` default) are optional options."""
     if "help" not in f.metadata:
         raise TypeError(f"field {f.name!r} is on the command line but has no metadata['help']")
-    option = typer.Option(*f.metadata.get("flags", ()), help=f.metadata["help"], rich_help_panel=f.metadata.get("panel"))
+    option = typer.Option(*f.metadata.get("flags", ()), help=f.metadata["help"], rich_help_panel=f.metadata.get("panel"),
+                          min=f.metadata.get("min"))
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=field_default(f), annotation=Annotated[annotation, option])
 
 
