@@ -230,3 +230,33 @@ def test_sigterm_ends_a_build_with_one_line_saying_how_to_resume_and_143(tmp_pat
     args = ["build", str(corpus), str(out), "--block-size", "4", "--no-progress"]
     status, stderr = interrupt(args, (out / ".clearsep-build" / "params.json").exists, signal.SIGTERM, tmp_path)
     assert (status, stderr.strip()) == (143, "interrupted; rerun the same command to resume")
+
+
+STOP_IN_A_FINALISER = '''
+import os, signal, sys, time
+import clearsep_data.cli as cli
+
+class StopsInAFinaliser:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # its KeyboardInterrupt is raised here, and Python swallows it
+        sum(range(1000))
+
+def command(*args, **kwargs):
+    StopsInAFinaliser()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sum(range(1000))
+    print("ran to the end", file=sys.stderr)
+
+cli.app = command
+cli.main(["build"])
+'''
+
+
+def test_a_stop_that_a_finaliser_swallowed_still_ends_the_command(tmp_path):
+    """The race CI hit once (a SIGTERM inside regex's ``Group.__del__``), made certain: the stop is raised again
+    once the finaliser and the unraisable hook have returned."""
+    script = tmp_path / "stop_in_a_finaliser.py"
+    script.write_text(STOP_IN_A_FINALISER)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr.strip()) == (143, "interrupted; rerun the same command to resume")

@@ -60,12 +60,10 @@ app.add_typer(push.app, name="push")
 RESUMABLE_COMMANDS = ("build", "train", "iterate")
 """Commands that continue where they stopped when rerun with the same arguments."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-REDELIVER_SIGNAL = signal.SIGUSR1
-"""Raises a stop again when Python swallowed it inside a finaliser."""
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+REDELIVER_SIGNAL = signal.SIGALRM
+"""Raises a stop again when Python swallowed it inside a finaliser (sent by a one-shot timer)."""
+REDELIVER_DELAY = 0.001
+"""Seconds until the stop is raised again: by then the hook that re-arms it has returned."""
 
 
 def main(args: list[str] | None = None) -> None:
@@ -86,15 +84,24 @@ def main(args: list[str] | None = None) -> None:
 
     def redeliver(unraisable) -> None:
         # A stop raised while a finaliser (``__del__``) runs is swallowed by Python ("Exception ignored in"):
-        # raise it again from a signal handler, which runs at the next instruction outside the finaliser.
+        # raise it again from a signal handler, once the handler runs outside this hook (see raise_again).
+        # Not os.kill: its handler would run at the hook's next instruction, where a raise is swallowed again.
         if received and issubclass(unraisable.exc_type, KeyboardInterrupt):
-            os.kill(os.getpid(), REDELIVER_SIGNAL)
+            signal.setitimer(signal.ITIMER_REAL, REDELIVER_DELAY)
         else:
             default_unraisable_hook(unraisable)
 
+    def raise_again(signum: int, frame: FrameType | None) -> None:
+        while frame is not None:  # still inside the hook (or a finaliser calling it): try again a little later
+            if frame.f_code is redeliver.__code__:
+                signal.setitimer(signal.ITIMER_REAL, REDELIVER_DELAY)
+                return
+            frame = frame.f_back
+        raise KeyboardInterrupt
+
     for each in STOP_SIGNALS:
         signal.signal(each, stop)
-    signal.signal(REDELIVER_SIGNAL, _raise_interrupt)
+    signal.signal(REDELIVER_SIGNAL, raise_again)
     default_unraisable_hook, sys.unraisablehook = sys.unraisablehook, redeliver
     stop_with_launcher()
     try:
