@@ -28,7 +28,8 @@ class BuildConfig:
         "help": "ClearSepModel folder or Hub id. Without it only single-event clips become tracks."})
     thresholds: Thresholds = field(default_factory=Thresholds, metadata={
         "help": "Quality thresholds of the separated tracks.",
-        "cli": ("thresholds", "min_re_sdr", "min_re_sisdr", "min_energy_ratio", "min_consistency_sisdr", "max_leakage_db"),
+        "cli": ("thresholds", "min_re_sdr", "min_re_sisdr", "min_energy_ratio", "min_consistency_sisdr", "max_leakage_db",
+                "min_predicted_si_sdr"),
     })
     iteration: int = field(default=0, metadata={"help": "Round of the ClearSep loop, stored with every track."})
     segments: str | None = field(default=None, metadata={

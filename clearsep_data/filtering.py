@@ -45,6 +45,9 @@ class Thresholds:
     """Re-separating a track with its own query must return it to at least this SI-SDR."""
     max_leakage_db: float = -10.0
     """Re-separating a track with another query of the clip must give at most this much energy back."""
+    min_predicted_si_sdr: float | None = None
+    """The SI-SDR the shipped quality predictor expects the track to have must be at least this (off when ``None``;
+    the loop's rounds tighten it like the others)."""
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Thresholds:
@@ -95,6 +98,7 @@ class Thresholds:
         energy_ratio: float,
         consistency_sisdr: float,
         leakage_db: float | None,
+        predicted_si_sdr: float | None = None,
         quietest_in_clip: float | None = None,
     ) -> str:
         """Why a track fails the thresholds (``""`` when it passes)."""
@@ -111,4 +115,7 @@ class Thresholds:
             failures.append(f"consistency_sisdr {consistency_sisdr:.1f} < {self.min_consistency_sisdr:g}")
         if leakage_db is not None and not leakage_db <= self.max_leakage_db:
             failures.append(f"leakage_db {leakage_db:.1f} > {self.max_leakage_db:g}")
+        minimum = self.min_predicted_si_sdr
+        if minimum is not None and predicted_si_sdr is not None and not predicted_si_sdr >= minimum:
+            failures.append(f"predicted_si_sdr {predicted_si_sdr:.1f} < {minimum:g}")
         return "; ".join(failures)

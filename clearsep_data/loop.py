@@ -88,6 +88,7 @@ class LoopConfig:
             min_re_sisdr=base.min_re_sisdr + tighten,
             min_consistency_sisdr=base.min_consistency_sisdr + tighten,
             max_leakage_db=base.max_leakage_db - tighten,
+            min_predicted_si_sdr=None if base.min_predicted_si_sdr is None else base.min_predicted_si_sdr + tighten,
         )
 
 

@@ -8,16 +8,20 @@ takes the whole clip and the others stay silent, so each track also gets:
 - ``consistency_sisdr``: re-separating the track with its own query should return it unchanged
   (a track that swallowed other events loses them on re-separation);
 - ``leakage_db``: re-separating the track with the clip's *other* queries should yield near-silence
-  (a track that swallowed other events gives them back).
+  (a track that swallowed other events gives them back);
+- ``predicted_si_sdr``: the SI-SDR a learned predictor (:mod:`clearsep_data.quality_predictor`) expects the track
+  to have against its reference, from the fields above; it ranks tracks by their true quality better than any one
+  of them (``benchmarks/README.md``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from clearsep_data.metrics import EPS
+from clearsep_data.quality_predictor import FEATURES, QualityPredictor
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class TrackScores:
     energy_ratio: float
     consistency_sisdr: float
     leakage_db: float
+    predicted_si_sdr: float | None = None
 
 
 PIECE = 2**18
@@ -99,11 +104,22 @@ def _ratio_db(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tenso
     return 10 * torch.log10((numerator + EPS) / (denominator + EPS))
 
 
-def assess(mixture: torch.Tensor, tracks: torch.Tensor, reseparated: torch.Tensor) -> list[TrackScores]:
+def assess(
+    mixture: torch.Tensor, tracks: torch.Tensor, reseparated: torch.Tensor, predictor: QualityPredictor | None = None
+) -> list[TrackScores]:
     """Score ``tracks`` (Q, T) separated from ``mixture`` (T,): one record per track, in query order.
 
-    ``reseparated`` (Q, Q, T) holds track ``i`` re-separated with query ``j`` at ``[i, j]``.
+    ``reseparated`` (Q, Q, T) holds track ``i`` re-separated with query ``j`` at ``[i, j]``; with a ``predictor``,
+    each record also holds its ``predicted_si_sdr``.
     """
     sums = QualitySums()
     sums.add(mixture, tracks, reseparated)
-    return sums.scores()
+    return with_prediction(sums.scores(), predictor)
+
+
+def with_prediction(scores: list[TrackScores], predictor: QualityPredictor | None) -> list[TrackScores]:
+    """A clip's scores with each track's ``predicted_si_sdr`` (unchanged without a ``predictor``)."""
+    if predictor is None:
+        return scores
+    predicted = predictor.predict_table({name: [getattr(track, name) for track in scores] for name in FEATURES})
+    return [replace(track, predicted_si_sdr=float(value)) for track, value in zip(scores, predicted)]

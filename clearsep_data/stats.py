@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from clearsep_data.errors import ClearSepError
-from clearsep_data.tracks import DATA_DIR, QUALITY_FIELDS, REJECTED_SPLIT, TrackCounts, shard_split
+from clearsep_data.tracks import DATA_DIR, LATER_FIELDS, QUALITY_FIELDS, REJECTED_SPLIT, TrackCounts, shard_split
 
 QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 STATS_COLUMNS: tuple[str, ...] = (
@@ -339,7 +340,12 @@ def _read_metadata_columns(files: DatasetFiles, path: str):
     parquet, features = open_shard(path, files.fs)
     audio = features["audio"]
     rate = audio.sampling_rate if isinstance(audio, Audio) else None
-    return parquet.read(columns=list(STATS_COLUMNS)), parquet.metadata, rate
+    present = set(parquet.schema_arrow.names)
+    table = parquet.read(columns=[name for name in STATS_COLUMNS if name in present or name not in LATER_FIELDS])
+    for name in LATER_FIELDS:
+        if name not in present:  # a dataset built before the field existed
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.float32()))
+    return table, parquet.metadata, rate
 
 
 def _concat(parts: list[dict[str, list]]) -> dict[str, list]:

@@ -32,7 +32,8 @@ from clearsep_data.audio import AudioError, FlacStream
 from clearsep_data.corpus import Clip, Skip
 from clearsep_data.filtering import Thresholds
 from clearsep_data.ontology import Ontology
-from clearsep_data.quality import QualitySums
+from clearsep_data.quality import QualitySums, with_prediction
+from clearsep_data.quality_predictor import QualityPredictor
 from clearsep_data.tracks import ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE, track_id
 
 
@@ -139,6 +140,7 @@ class TrackMaker:
         )
         self.thresholds_json = self.thresholds.to_json()
         self.clips_per_batch = clips_per_batch
+        self.predictor = QualityPredictor.load() if model is not None else None
         if model is not None:
             extractor = model.feature_extractor
             self.window, self.context = window_chunks * extractor.chunk_length, extractor.chunk_context
@@ -252,7 +254,7 @@ class TrackMaker:
         clip, queries = separation.prepared.item, separation.prepared.queries
         if separation.not_finite:
             return [], [], self._skip(clip, f"model output is not finite (NaN/inf) for {', '.join(separation.not_finite)}")
-        scores = separation.sums.scores()
+        scores = with_prediction(separation.sums.scores(), self.predictor)
         if not (math.isfinite(scores[0].re_sdr) and math.isfinite(scores[0].re_sisdr)):
             return [], [], self._skip(clip, "remix scores are not finite")
         accepted, rejected = [], []
@@ -281,6 +283,7 @@ class TrackMaker:
             "energy_ratio": scores.get("energy_ratio", 0.0),
             "consistency_sisdr": scores.get("consistency_sisdr"),
             "leakage_db": scores.get("leakage_db"),
+            "predicted_si_sdr": scores.get("predicted_si_sdr"),
             "iteration": self.iteration,
             "model": self.model_tag if origin == ORIGIN_SEPARATED else "",
             "thresholds": self.thresholds_json,

@@ -27,8 +27,10 @@ ACCEPTED_SPLIT = "train"
 REJECTED_SPLIT = "rejected"
 ORIGIN_SINGLE_SOURCE = "single_source"
 ORIGIN_SEPARATED = "separated"
-QUALITY_FIELDS: tuple[str, ...] = ("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db")
+QUALITY_FIELDS: tuple[str, ...] = ("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db", "predicted_si_sdr")
 """The reference-free quality fields (:mod:`clearsep_data.quality`), in the order the format lists them."""
+LATER_FIELDS: tuple[str, ...] = ("predicted_si_sdr",)
+"""Fields added to the format after its first release: a dataset built before lacks them (read as nulls)."""
 DATA_DIR = "data"
 SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)(?:-(?P<index>\d+)-of-(?P<count>\d+))?\.parquet$")
 """``{split}-XXXXX-of-YYYYY.parquet`` (written by ClearSep and ``push_to_hub``), or ``{split}.parquet``."""
@@ -50,6 +52,7 @@ TRACK_FIELDS: dict[str, str] = {
     "energy_ratio": "Energy of the track relative to the clip, in dB (0 dB for single-source tracks).",
     "consistency_sisdr": "SI-SDR in dB between the track and the model's re-separation of the track with its own query: a clean track comes back unchanged. Null for single-source tracks.",
     "leakage_db": "Energy in dB, relative to the track, of the most energetic re-separation of the track with the clip's other queries: a clean track yields near-silence. Null when the clip has one query.",
+    "predicted_si_sdr": "SI-SDR in dB the track is predicted to have against its (unknown) reference: ClearSep's shipped ridge regression over the five fields above, fitted on tracks with known references. Null for single-source tracks.",
     "iteration": "Round of the ClearSep loop that produced the track (`build --iteration`; round 0 holds only single-source clips).",
     "model": "Separation model that produced the track: `{id}@{revision}` (empty for single-source tracks).",
     "thresholds": "JSON of the thresholds the track was filtered with.",
@@ -71,6 +74,7 @@ TRACK_FEATURE_TYPES: dict[str, object] = {
     "energy_ratio": Value("float32"),
     "consistency_sisdr": Value("float32"),
     "leakage_db": Value("float32"),
+    "predicted_si_sdr": Value("float32"),
     "iteration": Value("int32"),
     "model": Value("string"),
     "thresholds": Value("string"),

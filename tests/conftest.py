@@ -13,23 +13,24 @@ from hubserver import OlahServer, point_hub_clients_at
 SAMPLING_RATE = 16000
 SPEECH, BARK, SIREN = ("/m/09x0r", "Speech"), ("/m/05tny_", "Bark"), ("/m/03kmc9", "Siren")
 THRESHOLDS = json.dumps({"min_re_sdr": 10.0, "max_leakage_db": -10.0})
-# (label, origin, re_sdr, re_sisdr, energy_ratio, consistency_sisdr, leakage_db, reject_reason)
+# (label, origin, re_sdr, re_sisdr, energy_ratio, consistency_sisdr, leakage_db, predicted_si_sdr, reject_reason)
 TRAIN_ROWS = [
-    (SPEECH, "single_source", None, None, 0.0, None, None, ""),
-    (SPEECH, "separated", 14.0, 13.0, -2.0, 11.0, -25.0, ""),
-    (SPEECH, "separated", 12.0, 11.5, -4.0, 9.0, -18.0, ""),
-    (BARK, "separated", 14.0, 13.0, -6.0, 8.0, -30.0, ""),
-    (BARK, "separated", 20.0, 19.0, -1.0, 15.0, None, ""),
+    (SPEECH, "single_source", None, None, 0.0, None, None, None, ""),
+    (SPEECH, "separated", 14.0, 13.0, -2.0, 11.0, -25.0, 12.5, ""),
+    (SPEECH, "separated", 12.0, 11.5, -4.0, 9.0, -18.0, 9.0, ""),
+    (BARK, "separated", 14.0, 13.0, -6.0, 8.0, -30.0, 11.0, ""),
+    (BARK, "separated", 20.0, 19.0, -1.0, 15.0, None, 16.0, ""),
 ]
 REJECTED_ROWS = [
-    (BARK, "separated", 3.2, 2.0, -8.0, 4.0, -4.0, "re_sdr 3.2 < 10; leakage_db -4.0 > -10"),
-    (SIREN, "separated", 3.2, 2.0, -40.0, 1.0, -12.0, "re_sdr 3.2 < 10"),
+    (BARK, "separated", 3.2, 2.0, -8.0, 4.0, -4.0, -1.5, "re_sdr 3.2 < 10; leakage_db -4.0 > -10"),
+    (SIREN, "separated", 3.2, 2.0, -40.0, 1.0, -12.0, -6.0, "re_sdr 3.2 < 10"),
 ]
 
 
 def track_rows(rows: list[tuple], split: str) -> list[dict]:
     """Rows of the track schema, each with a distinct 0.25 s tone as FLAC bytes."""
     from clearsep_data.audio import encode_flac
+    from clearsep_data.tracks import QUALITY_FIELDS
 
     records = []
     for index, ((label, name), origin, *quality, reason) in enumerate(rows):
@@ -48,7 +49,7 @@ def track_rows(rows: list[tuple], split: str) -> list[dict]:
                 clip_labels=[label] if origin == "single_source" else [label, "/m/0jbk"],
                 clip_label_names=[name] if origin == "single_source" else [name, "Animal"],
                 origin=origin,
-                **dict(zip(("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db"), quality)),
+                **dict(zip(QUALITY_FIELDS, quality)),
                 iteration=0,
                 model="" if origin == "single_source" else "clearsep/clearsep-small@abc123",
                 thresholds=THRESHOLDS,

@@ -25,8 +25,9 @@ from clearsep_data.corpus import Clip
 from clearsep_data.demo_corpus import demo_ontology, generate_demo_corpus, label_vocabulary
 from clearsep_data.engine import BuildConfig, BuildError, build
 from clearsep_data.filtering import Thresholds
+from clearsep_data.quality_predictor import QualityPredictor
 from clearsep_data.track_maker import Prepared, TrackMaker
-from clearsep_data.tracks import load_tracks, track_features
+from clearsep_data.tracks import QUALITY_FIELDS, load_tracks, track_features
 from hubserver import free_port
 
 RATE = 8000
@@ -105,8 +106,10 @@ def test_build_writes_a_loadable_dataset_with_quality_fields(reference_build, co
     samples = row["audio"].get_all_samples()
     assert samples.sample_rate == RATE and samples.data.shape[-1] == int(RATE * SECONDS)
     assert row["model"].startswith(f"{model_dir}@sha256:")
-    for field in ("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db"):
+    for field in QUALITY_FIELDS:
         assert np.isfinite(row[field])
+    # The shipped predictor's reading of the row's own fields (stored as float32).
+    assert row["predicted_si_sdr"] == pytest.approx(QualityPredictor.load().predict_table({k: [v] for k, v in row.items()})[0], abs=1e-3)
     # Every multi-event clip is separated once per mutually exclusive label: Dog+Bark is one query.
     segments = {line.split(",")[0]: line for line in (corpus / "balanced_train_segments.csv").read_text().splitlines()[3:]}
     for clip_id in set(separated["clip_id"]):

@@ -28,6 +28,7 @@ def build(
     min_energy_ratio: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
     min_consistency_sisdr: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
     max_leakage_db: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP)] = None,
+    min_predicted_si_sdr: Annotated[Optional[float], typer.Option(help=THRESHOLD_HELP + " Off unless given.")] = None,
     config: dict,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing build in OUTPUT_DIR.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -54,6 +55,7 @@ def build(
                 min_energy_ratio=min_energy_ratio,
                 min_consistency_sisdr=min_consistency_sisdr,
                 max_leakage_db=max_leakage_db,
+                min_predicted_si_sdr=min_predicted_si_sdr,
             ),
             source="command line",
         )
