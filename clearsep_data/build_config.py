@@ -4,7 +4,7 @@ command line answers ``--help`` at once."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,7 +68,7 @@ class BuildConfig:
             "labels_column": self.labels_column,
             "audio_column": self.audio_column,
             "model": model_tag,
-            "thresholds": asdict(self.thresholds),
+            "thresholds": self.thresholds.to_dict(),
             "iteration": self.iteration,
             "sampling_rate": sampling_rate,
             "keep_rejected": self.keep_rejected,

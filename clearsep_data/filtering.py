@@ -76,7 +76,9 @@ class Thresholds:
         return replace(self, **clean)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The thresholds by name; one that is off (``None``) is left out, so that builds without it keep the
+        fingerprint and track JSON they had before it existed."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
     def to_json(self) -> str:
         """:meth:`to_dict` as a JSON string (keys sorted), as stored with every track."""

@@ -64,6 +64,7 @@ def test_threshold_on_the_prediction_rejects_and_tightens_per_round():
     assert loop.round_thresholds(2).min_predicted_si_sdr == 6.0
     assert loop.round_thresholds(2).min_re_sdr == thresholds.min_re_sdr + 1
     assert json.loads(thresholds.to_json())["min_predicted_si_sdr"] == 5.0
+    assert "min_predicted_si_sdr" not in Thresholds().to_dict()  # off: the fingerprint of earlier builds
 
 
 @pytest.mark.parametrize(
