@@ -44,12 +44,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from _common import machine
+from _common import machine, stdout_to_stderr
 from clearsep_data.build_folder import atomic_write_text
 from clearsep_data.demo_corpus import SINGLE_EVENT_FRACTION, generate_demo_corpus
 from clearsep_data.engine import BuildConfig, build
 from clearsep_data.evaluation import evaluate_on_benchmark
-from clearsep_data.loop import LoopConfig, round_arguments
+from clearsep_data.loop import DEFAULT_TRAINING, LoopConfig, round_arguments, round_training
 from clearsep_data.modeling import ClearSepModel
 from clearsep_data.quality_predictor import QualityPredictor
 from clearsep_data.tracks import ACCEPTED_SPLIT, DATA_DIR, ORIGIN_SEPARATED, REJECTED_SPLIT, local_shards, shard_name
@@ -134,7 +134,7 @@ def run_seed(work_root: Path, seed: int, args) -> dict:
     if args.corpus is None and not (corpus / "corpus.json").exists():
         generate_demo_corpus(corpus, clips=args.clips, seed=seed, single_event_fraction=args.single_event_fraction)
     config = LoopConfig(corpus=str(corpus), output_dir=work, train_steps=args.train_steps, round0_steps=args.round0_steps,
-                        seed=seed, progress=False)
+                        seed=seed, progress=False, training=round_training(lr=args.lr))
     clean = shared / "round-0-tracks"
     build(BuildConfig(corpus=str(corpus), output_dir=clean), progress=False)
     round0 = args.round0_model or train_round(config, 0, work / "round-0-model", [clean], None)
@@ -208,6 +208,7 @@ def main() -> None:
                         help="Demo corpus: share of clean single-event training clips; lower it to make clean data scarce.")
     parser.add_argument("--round0-steps", type=int, default=400)
     parser.add_argument("--train-steps", type=int, default=200)
+    parser.add_argument("--lr", type=float, default=DEFAULT_TRAINING["lr"], help="Peak learning rate of every round.")
     parser.add_argument("--filter", choices=("thresholds", "predicted"), default="thresholds", help="Arm B's filter.")
     parser.add_argument("--min-predicted", type=float, default=None, help="--filter predicted: round 1's threshold (dB).")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=2, help="Loop rounds after round 0 (arms A, B, C each).")
@@ -222,7 +223,8 @@ def main() -> None:
     started = machine()
     runs = []
     for seed in args.seeds:
-        runs.append(run_seed(work_root, seed, args))
+        with stdout_to_stderr():  # the trainer's notes (e.g. "Resuming from ...") stay off the JSON
+            runs.append(run_seed(work_root, seed, args))
         atomic_write_text(work_root / "loop_gain.json", json.dumps(report(args, work_root, runs, started), indent=2, default=str))
     print(json.dumps(report(args, work_root, runs, started), indent=2, default=str))
 

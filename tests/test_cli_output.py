@@ -85,7 +85,7 @@ def test_iterate_prints_each_round_once_in_80_columns_and_a_pasteable_hint(monke
 
 def test_stats_wraps_a_long_reject_reason_between_words(tmp_path):
     reason = "re_sdr 3.2 < 10; another track of the clip is near-silent (-41.3 dB): it may hold that event"
-    dataset = write_track_dataset(tmp_path / "tracks", rejected=[*REJECTED_ROWS, (SIREN, "separated", 3.2, 2.0, -3.0, 1.0, None, reason)])
+    dataset = write_track_dataset(tmp_path / "tracks", rejected=[*REJECTED_ROWS, (SIREN, "separated", 3.2, 2.0, -3.0, 1.0, None, -2.0, reason)])
     result = CliRunner().invoke(app, ["stats", str(dataset)], env=NARROW)
     assert result.exit_code == 0, result.output
     table = result.output.split("Reject reasons", 1)[1].split("Provenance", 1)[0]

@@ -59,6 +59,7 @@ def track_row(clip_id: str, label: str, origin: str, audio: np.ndarray, clip_lab
         energy_ratio=0.0,
         consistency_sisdr=None if origin == "single_source" else 20.0,
         leakage_db=None,
+        predicted_si_sdr=None if origin == "single_source" else re_sisdr,
         iteration=0,
         model="" if origin == "single_source" else "test@0",
         thresholds="{}",
