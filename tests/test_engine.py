@@ -221,9 +221,6 @@ def test_killed_launcher_stops_its_workers_and_one_process_resumes_two(corpus, m
         assert read_split(output, split) == read_split(reference_build, split)
 
 
-QUALITY_FIELDS = ("re_sdr", "re_sisdr", "energy_ratio", "consistency_sisdr", "leakage_db")
-
-
 def assert_same_tracks_within_rounding(ours: list[dict], theirs: list[dict]) -> None:
     """The same tracks in the same order, audio within 1 LSB of 16-bit audio and quality fields within 1e-3 dB."""
     assert [row["track_id"] for row in ours] == [row["track_id"] for row in theirs]
