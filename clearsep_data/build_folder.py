@@ -287,9 +287,8 @@ class BuildFolder:
         temporary.mkdir(parents=True)
         for split, rows in rows_by_split.items():
             if rows:
-                table = pa.Table.from_pylist(rows, schema=features.arrow_schema)
                 with pq.ParquetWriter(temporary / f"{split}.parquet", features.arrow_schema) as writer:  # a final shard
-                    for group in row_groups(table):
+                    for group in row_groups(pa.Table.from_pylist([row], schema=features.arrow_schema) for row in rows):
                         writer.write_table(group, row_group_size=group.num_rows)
         with open(temporary / "skips.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(skip.to_dict()) + "\n" for skip in skips)
@@ -365,19 +364,20 @@ def link_shards(sources: list[Path], staging: Path, split: str) -> dict[str, int
     return {"num_examples": rows, "num_bytes": total_bytes}
 
 
-def row_groups(table: pa.Table) -> Iterator[pa.Table]:
-    """``table`` cut into row groups of :data:`ROW_GROUP_SIZE` rows, fewer where they would hold more than
-    :data:`MAX_ROW_GROUP_BYTES` (long tracks; a single larger row is a group of its own), so that the Hub's dataset
-    viewer can read every row group."""
-    start = size = 0
-    for index in range(table.num_rows):
-        row_bytes = table.slice(index, 1).nbytes  # the bytes this row references, its audio included
-        if index > start and (index - start == ROW_GROUP_SIZE or size + row_bytes > MAX_ROW_GROUP_BYTES):
-            yield table.slice(start, index - start)
-            start, size = index, 0
-        size += row_bytes
-    if start < table.num_rows:
-        yield table.slice(start)
+def row_groups(rows: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """One-row tables ``rows`` gathered into row groups of :data:`ROW_GROUP_SIZE` rows, fewer where they would hold
+    more than :data:`MAX_ROW_GROUP_BYTES` (long tracks; a single larger row is a group of its own), so that the Hub's
+    dataset viewer can read every row group. Lazily: a block of long tracks is never all in arrow at once."""
+    group: list[pa.Table] = []
+    size = 0
+    for row in rows:
+        if group and (len(group) == ROW_GROUP_SIZE or size + row.nbytes > MAX_ROW_GROUP_BYTES):
+            yield pa.concat_tables(group)
+            group, size = [], 0
+        group.append(row)
+        size += row.nbytes  # the bytes this row references, its audio included
+    if group:
+        yield pa.concat_tables(group)
 
 
 def write_shards(sources: list[Path], staging: Path, split: str, features: Features, max_shard_bytes: int) -> dict[str, int]:
@@ -398,7 +398,7 @@ def write_shards(sources: list[Path], staging: Path, split: str, features: Featu
                 shards.append(staging / f".{split}-{len(shards):05d}.parquet")
                 writer = pq.ParquetWriter(shards[-1], features.arrow_schema)
                 shard_bytes = 0
-            for group in row_groups(table):
+            for group in row_groups(table.slice(index, 1) for index in range(table.num_rows)):
                 writer.write_table(group, row_group_size=group.num_rows)
             shard_bytes += table.nbytes
             total_bytes += table.nbytes

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import REJECTED_ROWS, TRAIN_ROWS, write_track_dataset
+from conftest import REJECTED_ROWS, TRAIN_ROWS, track_rows, write_track_dataset
 from typer.testing import CliRunner
 
 from clearsep_data.cli import app
@@ -166,6 +166,21 @@ def test_staged_parquet_has_the_shape_the_hub_viewer_reads(many_tracks, tmp_path
         assert all(row["bytes"] for row in audio)
     rows = sum(pq.ParquetFile(path).metadata.num_rows for path in (staged.path / "data").glob("train-*.parquet"))
     assert rows == 30 * len(TRAIN_ROWS)
+
+
+def test_a_committed_block_has_row_groups_the_viewer_reads_and_every_row(tmp_path, monkeypatch):
+    """The engine's blocks (its final shards, linked as they are) are cut like the staged shards, row by row."""
+    from clearsep_data.build_folder import BuildFolder
+
+    monkeypatch.setattr("clearsep_data.build_folder.MAX_ROW_GROUP_BYTES", 40_000)  # as if each track were long
+    rows = track_rows(TRAIN_ROWS * 30, "train")
+    folder = BuildFolder(tmp_path / "build")
+    folder.work.mkdir(parents=True)
+    block = folder.commit_block(0, {"train": rows}, [], {}, track_features(16000))
+    parquet = pq.ParquetFile(block / "train.parquet")
+    groups = [parquet.read_row_group(index) for index in range(parquet.num_row_groups)]
+    assert len(groups) > 1 and all(group.nbytes <= 40_000 for group in groups)
+    assert parquet.read().to_pylist() == rows
 
 
 def test_license_option_and_stage_dir_rules(track_dataset, tmp_path):
