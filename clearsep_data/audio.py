@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import tempfile
 from contextlib import contextmanager
 from typing import Union
 
@@ -137,10 +138,15 @@ def _decoding(name: str):
 
 class FlacStream:
     """16-bit FLAC bytes of a mono float waveform (clipped to [-1, 1]) written piece by piece, in bounded memory:
-    the same bytes as one :func:`encode_flac` of the whole waveform."""
+    the same bytes as one :func:`encode_flac` of the whole waveform.
+
+    The bytes are kept in memory up to :attr:`SPOOL_BYTES` and in a temporary file beyond, so that an hour-long
+    clip's tracks wait on disk, not in the heap, while the rest of the clip is separated."""
+
+    SPOOL_BYTES = 8 << 20
 
     def __init__(self, sampling_rate: int):
-        self._buffer = io.BytesIO()
+        self._buffer = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_BYTES)
         self._file = sf.SoundFile(self._buffer, "w", samplerate=sampling_rate, channels=1, format="FLAC", subtype="PCM_16")
 
     def write(self, waveform: np.ndarray) -> None:
@@ -149,7 +155,8 @@ class FlacStream:
     def finish(self) -> bytes:
         """Close the stream; its FLAC bytes (the stream's buffer is let go: the bytes are the one copy)."""
         self._file.close()
-        payload = self._buffer.getvalue()
+        self._buffer.seek(0)
+        payload = self._buffer.read()
         self._buffer.close()
         return payload
 

@@ -6,7 +6,8 @@ the per-track checks (:mod:`clearsep_data.quality`), and judged by :class:`~clea
 
 Several clips go through one ``separate`` call (``clips_per_batch``), and their tracks through one re-separation;
 the outputs stay on the model's device until they are scored. A clip longer than ``window_chunks`` of the model's
-chunks is processed window by window, in bounded memory: each window is separated with twice the model's chunk
+chunks is processed window by window, in bounded memory (and glibc's heap is kept from growing with it,
+:mod:`clearsep_data.heap`): each window is separated with twice the model's chunk
 context on each side and its tracks (with one context) re-separated, so that the window equals that part of the
 whole clip's separation up to float rounding; its quality sums are added (:class:`~clearsep_data.quality.QualitySums`)
 and its tracks FLAC-encoded (:class:`~clearsep_data.audio.FlacStream`) before the next window.
@@ -31,6 +32,7 @@ import torch
 from clearsep_data.audio import AudioError, FlacStream
 from clearsep_data.corpus import Clip, Skip
 from clearsep_data.filtering import Thresholds
+from clearsep_data.heap import map_large_blocks
 from clearsep_data.ontology import Ontology
 from clearsep_data.quality import QualitySums, with_prediction
 from clearsep_data.quality_predictor import QualityPredictor
@@ -180,7 +182,10 @@ class TrackMaker:
             elif len(prepared.queries) == 1:
                 made[index] = ([self._row(prepared.item, prepared.queries[0], prepared.mixture, origin=ORIGIN_SINGLE_SOURCE)], [], None)
             else:
-                separations.append(_Separation(index, prepared, self._windows(len(prepared.mixture))))
+                windows = self._windows(len(prepared.mixture))
+                if len(windows) > 1:
+                    map_large_blocks()  # each window's activations go back to the system, not to a growing heap
+                separations.append(_Separation(index, prepared, windows))
         for group in self._groups(separations):
             self._separate(group)
         for separation in separations:

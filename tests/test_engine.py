@@ -276,9 +276,31 @@ def test_clips_per_batch_gives_the_same_dataset_within_rounding_and_resumes(corp
         assert read_split(output, split) == read_split(batched, split)
 
 
-def test_a_long_clip_separated_window_by_window_equals_the_whole_clip(model_dir):
+def test_a_flac_stream_written_piece_by_piece_past_its_spool_gives_the_bytes_of_one_encoding(monkeypatch):
+    """Beyond ``SPOOL_BYTES`` a long track's FLAC waits in a temporary file: the bytes are still those of one write."""
+    import io
+
+    import soundfile as sf
+
+    from clearsep_data.audio import FlacStream
+
+    monkeypatch.setattr(FlacStream, "SPOOL_BYTES", 4096)
+    waveform = (0.3 * np.random.default_rng(0).standard_normal(RATE * 3)).astype(np.float32)
+    stream = FlacStream(RATE)
+    for start in range(0, len(waveform), RATE // 2):
+        stream.write(waveform[start : start + RATE // 2])
+    payload = stream.finish()
+    whole = io.BytesIO()
+    sf.write(whole, waveform, RATE, format="FLAC", subtype="PCM_16")
+    assert len(payload) > 4096 and payload == whole.getvalue()
+
+
+def test_a_long_clip_separated_window_by_window_equals_the_whole_clip(model_dir, monkeypatch):
     """A 9 s clip in 5 windows of one model chunk (streamed: tracks FLAC-encoded and scores summed window by window)
-    gives the tracks and scores of the clip separated whole, within rounding."""
+    gives the tracks and scores of the clip separated whole, within rounding; only the streamed one fixes glibc's
+    mmap threshold."""
+    heap_calls = []
+    monkeypatch.setattr("clearsep_data.track_maker.map_large_blocks", lambda: heap_calls.append(1))
     model = ClearSepModel.from_pretrained(model_dir).eval()
     rng = np.random.default_rng(0)
     mixture = (rng.standard_normal(9 * RATE) * 0.1).astype(np.float32)
@@ -286,13 +308,28 @@ def test_a_long_clip_separated_window_by_window_equals_the_whole_clip(model_dir)
                 audio="x.flac", where="segments.csv:4")
     prepared = Prepared(clip, ("/m/09x0r", "/m/05tny_", "/m/03kmc9"), mixture)
     whole = TrackMaker(demo_ontology(), model, "m@0", thresholds=LENIENT).make([prepared])[0]
+    assert not heap_calls
     streamed_maker = TrackMaker(demo_ontology(), model, "m@0", thresholds=LENIENT, window_chunks=1)
     assert len(streamed_maker._windows(len(mixture))) == 5
     streamed = streamed_maker.make([prepared])[0]
-    assert whole[2] is None and streamed[2] is None
+    assert heap_calls and whole[2] is None and streamed[2] is None
     encoded = encode_audio(whole[0] + whole[1], RATE)
     assert all("bytes" in row["audio"] for row in streamed[0] + streamed[1])
     assert_same_tracks_within_rounding(streamed[0] + streamed[1], encoded)
+
+
+def test_the_mmap_threshold_is_fixed_once_and_never_over_the_users_setting(monkeypatch):
+    import platform
+
+    from clearsep_data.heap import map_large_blocks
+
+    map_large_blocks.cache_clear()
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert map_large_blocks() is False
+    map_large_blocks.cache_clear()
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    assert map_large_blocks() is (platform.libc_ver()[0] == "glibc")  # glibc's mallopt says 1 when it takes the value
+    assert map_large_blocks.cache_info().hits == 0 and map_large_blocks() is map_large_blocks()
 
 
 def is_running(pid: int) -> bool:
