@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from clearsep_data.audio import encode_flac
-from clearsep_data.training.catalog import LabelRelations, NaturalClips, TrackCatalog, load_track_dataset
+from clearsep_data.training.catalog import LabelRelations, NaturalClips, TrackCatalog, TrackDataError, load_track_dataset
 from clearsep_data.training.mixing import MixingConfig, MixtureSampler, MixtureStream, quality_weight
 from clearsep_data.ontology import Ontology
 
@@ -182,8 +182,30 @@ def test_mixtures_are_deterministic_per_seed_process_and_index(catalog):
     assert batch["query_ids"].shape == (4, 2) and batch["target_weights"].dtype == np.float32
 
 
+def test_the_quality_score_is_the_field_asked_for_and_a_dataset_without_it_is_named(data, catalog, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vocabulary = sorted(TONES.keys() - {ENGINE})
+    for variant, change in (("negated", lambda table, i: table.set_column(i, "predicted_si_sdr", pa.compute.negate(table["predicted_si_sdr"]))),
+                            ("older", lambda table, i: table.remove_column(i))):
+        (tmp_path / variant / "data").mkdir(parents=True)
+        for shard in Path(data["dataset"], "data").glob("*.parquet"):
+            table = pq.read_table(shard)
+            pq.write_table(change(table, table.schema.get_field_index("predicted_si_sdr")), tmp_path / variant / "data" / shard.name)
+    negated = TrackCatalog.from_sources([load_track_dataset(str(tmp_path / "negated"))], vocabulary, RATE, 2**30,
+                                        quality_score="predicted_si_sdr")
+    assert negated.track_ids == catalog.track_ids
+    np.testing.assert_array_equal(negated.quality, -catalog.quality)  # the fixture's predictions equal its Re-SI-SDR
+    assert np.isnan(negated.quality[[o == "single_source" for o in negated.origins]]).all()
+    older = load_track_dataset(str(tmp_path / "older"))
+    assert TrackCatalog.from_sources([older], vocabulary, RATE, 2**30).quality.tolist() == pytest.approx(catalog.quality.tolist(), nan_ok=True)
+    with pytest.raises(TrackDataError, match=r"older.*no 'predicted_si_sdr' field.*--quality-score re_sisdr"):
+        TrackCatalog.from_sources([older], vocabulary, RATE, 2**30, quality_score="predicted_si_sdr")
+
+
 def test_quality_strategy_samples_or_weights_by_re_sisdr(catalog):
-    weights = quality_weight(catalog.re_sisdr, 5.0, 2.0)
+    weights = quality_weight(catalog.quality, 5.0, 2.0)
     low = {catalog.track_ids[i] for i in np.flatnonzero(weights < 0.01)}
     assert len(low) == 2  # the two tracks of nat00000002 (Re-SI-SDR -5 dB)
     assert np.all(weights[[o == "single_source" for o in catalog.origins]] == 1.0)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 DEFAULT_LOSS = "snr_sisnr"
 """The objective of a new run: ``clearsep_data.modeling.losses.DEFAULT_LOSS`` (a test checks they agree)."""
 QUALITY_MODES = ("off", "sample", "weight")
+QUALITY_SCORES = ("re_sisdr", "predicted_si_sdr")
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
 STRATEGIES = "Strategies"
 MIXING = "Mixing"
@@ -88,9 +89,12 @@ class TrainingArguments:
     snr_db: tuple[float, float] = field(default=(-5.0, 5.0), metadata={
         "help": "Range of target-to-interferer ratios, dB.", "cli": ("snr_low", "snr_high")})
     quality: str = field(default="weight", metadata={
-        "help": "Use of separated tracks by Re-SI-SDR: off | sample | weight.", "panel": STRATEGIES})
+        "help": "Use of separated tracks by their quality score: off | sample | weight.", "panel": STRATEGIES})
+    quality_score: str = field(default="re_sisdr", metadata={
+        "help": "The track field that is the quality score: re_sisdr (its clip's remix) | predicted_si_sdr (the "
+        "track's own, from the quality predictor).", "panel": STRATEGIES})
     quality_centre: float = field(default=5.0, metadata={
-        "help": "Re-SI-SDR (dB) at which a separated track weighs 0.5.", "panel": STRATEGIES})
+        "help": "Quality score (dB) at which a separated track weighs 0.5.", "panel": STRATEGIES})
     quality_width: float = field(default=2.0, metadata={"help": "Width (dB) of the sigmoid weight.", "panel": STRATEGIES})
     silence_rate: float = field(default=0.05, metadata={
         "help": "Share of queries asking for an absent class (silent target).", "panel": STRATEGIES})
@@ -165,6 +169,7 @@ class TrainingArguments:
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
             (self.model_config.get("loss", self.loss) == self.loss, "model_config: set the objective with loss (--loss)"),
             (self.quality in QUALITY_MODES, f"quality must be one of {', '.join(QUALITY_MODES)}, not {self.quality!r}"),
+            (self.quality_score in QUALITY_SCORES, f"quality_score must be one of {', '.join(QUALITY_SCORES)}, not {self.quality_score!r}"),
             (self.quality_width > 0, "quality_width must be positive"),
             (0 <= self.min_interferers <= self.max_interferers, "need 0 <= min_interferers <= max_interferers"),
             (

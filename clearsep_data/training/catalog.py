@@ -24,7 +24,7 @@ from clearsep_data.errors import ClearSepError
 from clearsep_data.ontology import Ontology
 from clearsep_data.tracks import ACCEPTED_SPLIT, ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE, REJECTED_SPLIT
 
-_METADATA_COLUMNS = ("track_id", "clip_id", "start_seconds", "end_seconds", "label", "label_name", "clip_labels", "origin", "re_sisdr")
+_METADATA_COLUMNS = ("track_id", "clip_id", "start_seconds", "end_seconds", "label", "label_name", "clip_labels", "origin")
 
 
 class TrackDataError(ClearSepError):
@@ -112,8 +112,9 @@ class TrackCatalog:
     label_index: np.ndarray
     """Index of each track's label in ``vocabulary``."""
     origins: list[str]
-    re_sisdr: np.ndarray
-    """NaN where null (single-source tracks)."""
+    quality: np.ndarray
+    """Each track's quality score (the ``quality_score`` field it was indexed with), NaN where null (single-source
+    tracks)."""
     rows: list[tuple[int, int]]
     """``(source index, row)`` of each track."""
     rejected_clips: set[tuple[str, int]]
@@ -126,16 +127,22 @@ class TrackCatalog:
 
     @classmethod
     def from_sources(
-        cls, sources: Sequence[TrackSource], vocabulary: Sequence[str], sampling_rate: int, cache_bytes: float
+        cls, sources: Sequence[TrackSource], vocabulary: Sequence[str], sampling_rate: int, cache_bytes: float,
+        quality_score: str = "re_sisdr",
     ) -> TrackCatalog:
-        """Index the tracks of ``sources``; every track label must be in ``vocabulary``."""
+        """Index the tracks of ``sources``, with the field ``quality_score`` as their quality; every track label must
+        be in ``vocabulary``."""
         mid_index = {mid: index for index, mid in enumerate(vocabulary)}
-        columns: dict[str, list] = {name: [] for name in _METADATA_COLUMNS}
+        names = (*_METADATA_COLUMNS, quality_score)
+        columns: dict[str, list] = {name: [] for name in names}
         rows: list[tuple[int, int]] = []
         rejected: set[tuple[str, int]] = set()
         for source_index, source in enumerate(sources):
-            table = source.train.select_columns(list(_METADATA_COLUMNS)).to_dict()
-            for name in _METADATA_COLUMNS:
+            if quality_score not in source.train.column_names:
+                raise TrackDataError(f"{source.name}: no '{quality_score}' field (a dataset built before it existed?): "
+                                     "train with another quality score (--quality-score re_sisdr)")
+            table = source.train.select_columns(list(names)).to_dict()
+            for name in names:
                 columns[name].extend(table[name])
             rows.extend((source_index, row) for row in range(len(source.train)))
             origins = set(table["origin"]) - {ORIGIN_SEPARATED, ORIGIN_SINGLE_SOURCE}
@@ -159,7 +166,7 @@ class TrackCatalog:
             clip_keys=[(clip, _milliseconds(start)) for clip, start in zip(columns["clip_id"], columns["start_seconds"])],
             label_index=np.asarray([mid_index[label] for label in columns["label"]], dtype=np.int64),
             origins=columns["origin"],
-            re_sisdr=np.asarray([np.nan if value is None else value for value in columns["re_sisdr"]], dtype=np.float64),
+            quality=np.asarray([np.nan if value is None else value for value in columns[quality_score]], dtype=np.float64),
             rows=rows,
             rejected_clips=rejected,
             durations=durations,

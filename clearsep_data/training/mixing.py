@@ -7,9 +7,10 @@ alone, and every process of a distributed run draws its own mixtures.
 
 Three training strategies for engine-made (``separated``) tracks are built in, each switchable:
 
-* quality-aware use: a separated track's weight is ``sigmoid((re_sisdr - centre) / width)``
-  (single-source tracks, whose ``re_sisdr`` is null, weigh 1); the weight either scales the
-  track's sampling probability (``quality="sample"``) or its loss (``quality="weight"``);
+* quality-aware use: a separated track's weight is ``sigmoid((score - centre) / width)`` of its quality
+  score (its clip's ``re_sisdr``, or its own ``predicted_si_sdr``; single-source tracks, whose scores
+  are null, weigh 1); the weight either scales the track's sampling probability (``quality="sample"``)
+  or its loss (``quality="weight"``);
 * absent queries: with probability ``silence_rate`` a query asks for a class that is not in the
   mixture and its target is silence;
 * parent queries: with probability ``parent_rate`` a query asks for a class of the vocabulary above
@@ -33,10 +34,10 @@ from clearsep_data.audio import fit_length
 from clearsep_data.training.augment import AugmentConfig, Augmenter
 from clearsep_data.training.catalog import LabelRelations, NaturalClips, TrackCatalog, TrackDataError
 
-def quality_weight(re_sisdr: np.ndarray, centre: float, width: float) -> np.ndarray:
-    """``sigmoid((re_sisdr - centre) / width)``; 1 where ``re_sisdr`` is NaN (single-source tracks)."""
-    weights = 1.0 / (1.0 + np.exp(-(np.asarray(re_sisdr, dtype=np.float64) - centre) / width))
-    return np.where(np.isnan(re_sisdr), 1.0, weights)
+def quality_weight(score: np.ndarray, centre: float, width: float) -> np.ndarray:
+    """``sigmoid((score - centre) / width)``; 1 where ``score`` is NaN (single-source tracks)."""
+    weights = 1.0 / (1.0 + np.exp(-(np.asarray(score, dtype=np.float64) - centre) / width))
+    return np.where(np.isnan(score), 1.0, weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ class MixtureSampler:
                 "natural mixtures were requested but no clip of the natural corpus has accepted separated "
                 "tracks for all of its queries"
             )
-        weights = quality_weight(catalog.re_sisdr, config.quality_centre, config.quality_width)
+        weights = quality_weight(catalog.quality, config.quality_centre, config.quality_width)
         self.loss_weights = weights if config.quality == "weight" else np.ones(len(catalog))
         self.draw_weights = (weights if config.quality == "sample" else np.ones(len(catalog))) * self.pool
         if not self.draw_weights.any():

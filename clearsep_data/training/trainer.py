@@ -188,7 +188,7 @@ class _Data:
 def _prepare_data(args: TrainingArguments, accelerator, model, sources, corpus, ontology) -> _Data:
     try:
         catalog = TrackCatalog.from_sources(
-            sources, model.config.label_mids, model.config.sampling_rate, args.cache_gb * 2**30
+            sources, model.config.label_mids, model.config.sampling_rate, args.cache_gb * 2**30, quality_score=args.quality_score
         )
         relations = LabelRelations(catalog.vocabulary, ontology)
         hold_out = args.eval_every and not args.eval_benchmark
