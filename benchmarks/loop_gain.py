@@ -12,6 +12,10 @@ held-out ``eval`` split (SI-SDRi, mean and per class):
 - ``B1 with natural mixtures``: round 1's training on the same tracks with a quarter of the examples natural
   mixtures (the original clip, its accepted tracks as targets): an ablation of that optional strategy
   (``--natural-ablation``);
+- ``B1 without quality weighting``: round 1's training on B's filtered tracks at full weight, as C trains
+  (``--quality-ablation``): which of the two, the filter or the weighting, moves B away from C;
+- ``D1``: round 1's training on every separated track (C's), each track's loss weighted by its predicted SI-SDR
+  (``--quality-score predicted_si_sdr``): the predictor as a soft filter (``--soft-filter``);
 - ``C1``, ``C2``: the same two rounds with the engine's tracks *unfiltered* (every separated track, no
   quality weighting), to show whether the filter matters;
 - ``A1``, ``A2``: the baseline at the round-1 and round-2 budgets (the fair comparisons for ``B`` and ``C``);
@@ -89,11 +93,16 @@ def engine_round(config: LoopConfig, round_index: int, model: Path, output: Path
 
 def refiltered(tracks: Path, output: Path, keep) -> Path:
     """A copy of the track dataset ``tracks`` whose accepted split holds its single-source tracks and the separated
-    tracks (of either split) for which ``keep(table)`` is true; the others form its rejected split."""
+    tracks (of either split) for which ``keep(table)`` is true; the others form its rejected split. Tracks built
+    before ``predicted_si_sdr`` existed get it from the shipped predictor."""
     if (output / DATA_DIR).exists():
         return output
     table = pa.concat_tables([pq.read_table(shard) for split in (ACCEPTED_SPLIT, REJECTED_SPLIT) for shard in local_shards(tracks, split)])
     separated = np.asarray(table["origin"].to_numpy(zero_copy_only=False) == ORIGIN_SEPARATED)
+    if "predicted_si_sdr" not in table.column_names:  # tracks built before the field: the shipped predictor's values
+        predicted = QualityPredictor.load().predict_table(table.drop_columns(["audio"]).to_pydict())
+        column = pa.array([float(value) if keep else None for value, keep in zip(predicted, separated)], pa.float32())
+        table = table.add_column(table.schema.get_field_index("leakage_db") + 1, "predicted_si_sdr", column)
     accepted = ~separated | (separated & np.asarray(keep(table), dtype=bool))
     staging = output.with_name(output.name + ".partial")
     (staging / DATA_DIR).mkdir(parents=True, exist_ok=True)
@@ -166,6 +175,13 @@ def run_seed(work_root: Path, seed: int, args) -> dict:
     if args.natural_ablation:
         natural = train_round(config, 1, work / "B1-natural", [b1_tracks], round0, natural_corpus=str(corpus), natural_rate=0.25)
         arms["B1_with_natural_mixtures"] = scores(natural, corpus)
+    if args.quality_ablation:
+        unweighted = train_round(config, 1, work / "B1-quality-off", [b1_tracks], round0, quality="off")
+        arms["B1_without_quality_weighting"] = scores(unweighted, corpus)
+    if args.soft_filter:
+        scored = refiltered(round1, shared / "round-1-tracks-all-scored", keep_all)  # C's tracks, with predictions
+        soft = train_round(config, 1, work / "D1", [scored], round0, quality="weight", quality_score="predicted_si_sdr")
+        arms["D1_every_track_weighted_by_prediction"] = scores(soft, corpus)
     return {
         "seed": seed,
         "separated_tracks": separated,
@@ -213,6 +229,10 @@ def main() -> None:
     parser.add_argument("--min-predicted", type=float, default=None, help="--filter predicted: round 1's threshold (dB).")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=2, help="Loop rounds after round 0 (arms A, B, C each).")
     parser.add_argument("--natural-ablation", action="store_true", help="Also train B1 with natural mixtures.")
+    parser.add_argument("--quality-ablation", action="store_true",
+                        help="Also train B1 without quality weighting (its filtered tracks, every one at full weight, as C's).")
+    parser.add_argument("--soft-filter", action="store_true",
+                        help="Also train D1: every separated track, weighted by its predicted SI-SDR.")
     parser.add_argument("--work-dir", type=Path, default=None, help="Keep the runs here (reruns resume).")
     args = parser.parse_args()
     if args.filter == "predicted" and args.min_predicted is None:
