@@ -204,6 +204,20 @@ def test_the_quality_score_is_the_field_asked_for_and_a_dataset_without_it_is_na
         TrackCatalog.from_sources([older], vocabulary, RATE, 2**30, quality_score="predicted_si_sdr")
 
 
+def test_balanced_classes_give_every_class_the_same_share_of_the_draws(catalog):
+    def class_shares(sampler):
+        per_class = np.bincount(catalog.label_index, weights=sampler.draw_weights, minlength=len(catalog.vocabulary))
+        return per_class[per_class > 0] / per_class.sum()
+
+    plain, balanced = make_sampler(catalog), make_sampler(catalog, balance_classes=True)
+    assert np.ptp(class_shares(plain)) > 0.05  # the fixture's classes have different numbers of tracks
+    np.testing.assert_allclose(class_shares(balanced), 1 / len(class_shares(balanced)))
+    rarest = catalog.vocabulary[int(np.argmin(np.where(np.bincount(catalog.label_index) > 0, np.bincount(catalog.label_index), 10**9)))]
+    targets = {name: Counter(example.labels[0] for example in examples(sampler, 300)) for name, sampler in
+               (("plain", plain), ("balanced", balanced))}
+    assert targets["balanced"][rarest] > targets["plain"][rarest]
+
+
 def test_quality_strategy_samples_or_weights_by_re_sisdr(catalog):
     weights = quality_weight(catalog.quality, 5.0, 2.0)
     low = {catalog.track_ids[i] for i in np.flatnonzero(weights < 0.01)}

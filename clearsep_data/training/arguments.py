@@ -88,6 +88,10 @@ class TrainingArguments:
     max_interferers: int = field(default=3, metadata={"help": "Interferers per mixture (at least 1).", "panel": MIXING})
     snr_db: tuple[float, float] = field(default=(-5.0, 5.0), metadata={
         "help": "Range of target-to-interferer ratios, dB.", "cli": ("snr_low", "snr_high")})
+    balance_classes: bool = field(default=False, metadata={
+        "help": "Draw training tracks so that every class is as likely, whatever its number of tracks (a filter "
+        "that keeps few tracks of the classes the model separates worst leaves them that few examples otherwise).",
+        "panel": MIXING})
     quality: str = field(default="weight", metadata={
         "help": "Use of separated tracks by their quality score: off | sample | weight.", "panel": STRATEGIES})
     quality_score: str = field(default="re_sisdr", metadata={
@@ -223,6 +227,7 @@ class TrainingArguments:
             silence_rate=self.silence_rate,
             parent_rate=self.parent_rate,
             natural_rate=self.natural_rate,
+            balance_classes=self.balance_classes,
             quality=self.quality,
             quality_centre=self.quality_centre,
             quality_width=self.quality_width,

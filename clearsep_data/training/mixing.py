@@ -63,6 +63,8 @@ class MixingConfig:
     silence_rate: float = 0.05
     parent_rate: float = 0.0
     natural_rate: float = 0.0
+    balance_classes: bool = False
+    """Draw tracks with weights that sum to the same for every class (each class as likely), not one per track."""
     quality: str = "weight"
     quality_centre: float = 5.0
     quality_width: float = 2.0
@@ -126,6 +128,9 @@ class MixtureSampler:
         self.draw_weights = (weights if config.quality == "sample" else np.ones(len(catalog))) * self.pool
         if not self.draw_weights.any():
             raise TrackDataError("no track to draw mixtures from")
+        if config.balance_classes:
+            per_class = np.bincount(catalog.label_index, weights=self.draw_weights, minlength=len(catalog.vocabulary))
+            self.draw_weights = self.draw_weights / np.where(per_class > 0, per_class, 1.0)[catalog.label_index]
         self._clip_codes = np.unique(np.asarray([f"{c}\0{s}" for c, s in catalog.clip_keys]), return_inverse=True)[1]
         label_counts = np.bincount(catalog.label_index[self.pool], minlength=len(catalog.vocabulary))
         exclusive_present = relations.exclusive & (label_counts > 0)[None, :]
