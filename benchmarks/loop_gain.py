@@ -14,6 +14,8 @@ held-out ``eval`` split (SI-SDRi, mean and per class):
   (``--natural-ablation``);
 - ``B1 without quality weighting``: round 1's training on B's filtered tracks at full weight, as C trains
   (``--quality-ablation``): which of the two, the filter or the weighting, moves B away from C;
+- ``B1 with balanced classes``: round 1's training on B's tracks, each class as likely to be drawn whatever its number
+  of tracks (``--balance-ablation``; ``train --balance-classes``);
 - ``D1``: round 1's training on every separated track (C's), each track's loss weighted by its predicted SI-SDR
   (``--quality-score predicted_si_sdr``): the predictor as a soft filter (``--soft-filter``);
 - ``C1``, ``C2``: the same two rounds with the engine's tracks *unfiltered* (every separated track, no
@@ -178,6 +180,9 @@ def run_seed(work_root: Path, seed: int, args) -> dict:
     if args.quality_ablation:
         unweighted = train_round(config, 1, work / "B1-quality-off", [b1_tracks], round0, quality="off")
         arms["B1_without_quality_weighting"] = scores(unweighted, corpus)
+    if args.balance_ablation:
+        balanced = train_round(config, 1, work / "B1-balanced", [b1_tracks], round0, balance_classes=True)
+        arms["B1_with_balanced_classes"] = scores(balanced, corpus)
     if args.soft_filter:
         scored = refiltered(round1, shared / "round-1-tracks-all-scored", keep_all)  # C's tracks, with predictions
         soft = train_round(config, 1, work / "D1", [scored], round0, quality="weight", quality_score="predicted_si_sdr")
@@ -231,6 +236,8 @@ def main() -> None:
     parser.add_argument("--natural-ablation", action="store_true", help="Also train B1 with natural mixtures.")
     parser.add_argument("--quality-ablation", action="store_true",
                         help="Also train B1 without quality weighting (its filtered tracks, every one at full weight, as C's).")
+    parser.add_argument("--balance-ablation", action="store_true",
+                        help="Also train B1 drawing every class as often (train --balance-classes).")
     parser.add_argument("--soft-filter", action="store_true",
                         help="Also train D1: every separated track, weighted by its predicted SI-SDR.")
     parser.add_argument("--work-dir", type=Path, default=None, help="Keep the runs here (reruns resume).")
