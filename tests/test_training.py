@@ -393,6 +393,13 @@ def test_resume_from_checkpoint_continues_identically(data, tmp_path):
     with pytest.raises(TrainingError, match="lr: 0.003 -> 0.01"):
         train(arguments(data, tmp_path / "run", steps=4, grad_accum=2, save_every=2, eval_every=2, eval_mixtures=2, lr=1e-2))
 
+    # A checkpoint saved before a field existed resumes: the field counts as its default (what that release did).
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "checkpoint-4")
+    saved_args = tmp_path / "run" / "checkpoints" / "checkpoint-2" / "training_args.json"
+    older = {name: value for name, value in json.loads(saved_args.read_text()).items() if name not in ("quality_score", "balance_classes")}
+    saved_args.write_text(json.dumps(older))
+    assert train(args).resumed_from == 2
+
 
 def write_benchmark(root: Path, split: str, clips: dict[str, list[str]], data_corpus: str) -> Path:
     """A benchmark folder: ``{split}_segments.csv`` of ``clips`` (id -> labels), their tone mixtures and references."""

@@ -10,7 +10,7 @@ import json
 import os
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,12 @@ SCHEDULER_STATE = "scheduler.json"
 RNG_TENSORS, RNG_STATE = "random_states_{rank}.safetensors", "random_states_{rank}.json"
 
 
+def _default(name: str):
+    """The default value of the ``TrainingArguments`` field ``name``."""
+    spec = TrainingArguments.__dataclass_fields__[name]
+    return spec.default_factory() if spec.default is MISSING else spec.default
+
+
 def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     """The complete checkpoint (one with a trainer state) of the highest step, if any."""
     folder = Path(output_dir) / "checkpoints"
@@ -40,8 +46,10 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 
 
 def check_resumable(args: TrainingArguments, checkpoint: Path, state: dict, num_processes: int) -> None:
-    saved = json.loads((checkpoint / ARGS_FILE).read_text())
     current = args.to_dict()
+    # A field added since the checkpoint was saved trained with its default then (the behaviour before it existed).
+    saved = json.loads((checkpoint / ARGS_FILE).read_text())
+    saved |= {name: _default(name) for name in current.keys() - saved.keys()}
     changed = [
         name for name in current
         if name not in FREE_ON_RESUME and json.dumps(saved.get(name)) != json.dumps(current[name])
